@@ -1,0 +1,561 @@
+//! The protocol rules of one shard as a plain state machine (protocol digest
+//! §4–§8, §16).
+//!
+//! The machine does no IO and reads no clock: the [`Shard`](crate::Shard)
+//! actor feeds it what happened on the socket together with the current time,
+//! then carries out the [`Action`]s it queues. That keeps every rule
+//! unit-testable on virtual time.
+
+mod heartbeat;
+#[cfg(test)]
+mod tests;
+
+use crate::backoff::Backoff;
+use discore_protocol::{CloseAction, CloseCode, Session, ShardFailureReason};
+use heartbeat::Heartbeat;
+use std::{
+    collections::VecDeque,
+    ops::RangeInclusive,
+    time::{Duration, Instant},
+};
+
+pub use heartbeat::Latency;
+
+/// Close code the client uses when it intends to resume: anything but
+/// 1000/1001 keeps the session alive on Discord's side.
+pub const RESUMABLE_CLOSE: u16 = 4000;
+/// Close code that ends the session for good.
+pub const SESSION_ENDING_CLOSE: u16 = 1000;
+
+/// Where a shard is in its lifecycle.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ShardState {
+    /// Not connected; a connection is scheduled (or the shard has not started).
+    Disconnected,
+    /// Opening the WebSocket.
+    Connecting,
+    /// Connected, waiting for Hello.
+    AwaitingHello,
+    /// Hello received; identifying (possibly waiting in the identify queue).
+    Identifying,
+    /// Hello received; Resume sent, the missed events are being replayed.
+    Resuming,
+    /// READY or RESUMED received: events flow and commands are sent.
+    Active,
+    /// Stopped by a fatal close code.
+    Failed(ShardFailureReason),
+    /// Stopped on request.
+    Stopped,
+}
+
+impl ShardState {
+    /// Whether the shard stopped for good.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Stopped)
+    }
+}
+
+/// Which URL the next connection goes to.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ConnectTarget {
+    /// The session's `resume_gateway_url`.
+    ResumeUrl,
+    /// The discovery URL (configured or from `GET /gateway/bot`).
+    DiscoveryUrl,
+}
+
+/// A lifecycle change that subscribers are told about.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Lifecycle {
+    /// The WebSocket is open.
+    Connected,
+    /// READY arrived: a new session started.
+    Ready {
+        /// The new session.
+        session_id: String,
+    },
+    /// RESUMED arrived: the missed events were replayed.
+    Resumed,
+    /// The shard came back after losing a connection.
+    Reconnected {
+        /// `true` if the session was resumed, `false` if a new session had to
+        /// be started (presence and per-session state were reset).
+        resumed: bool,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// The close code, if a close frame was exchanged.
+        code: Option<u16>,
+        /// Whether discore closed the connection (to resume or stop).
+        by_client: bool,
+    },
+    /// The shard stopped for good.
+    Failed(ShardFailureReason),
+}
+
+/// What the actor must do next.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Action {
+    /// Open a connection after `delay`.
+    Connect {
+        /// How long to wait first (backoff, op 9 delay).
+        delay: Duration,
+        /// Which URL to use.
+        target: ConnectTarget,
+    },
+    /// Close the socket with `code` and drop it without waiting for the
+    /// server's close frame.
+    Close {
+        /// The close code to send.
+        code: u16,
+    },
+    /// Send a heartbeat with this sequence.
+    SendHeartbeat(Option<u64>),
+    /// Wait for the identify queue, then call [`Machine::identify_permitted`].
+    RequestIdentify,
+    /// Send Resume.
+    SendResume {
+        /// The session to resume.
+        session_id: String,
+        /// The last sequence received.
+        sequence: u64,
+    },
+    /// The session is active: send the queued commands.
+    FlushCommands,
+    /// Tell subscribers.
+    Notify(Lifecycle),
+}
+
+/// Settings of the machine.
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// Reconnect backoff.
+    pub backoff: Backoff,
+    /// Random wait after op 9 before identifying again.
+    pub invalid_session_delay: RangeInclusive<Duration>,
+    /// Longest wait for Hello after the socket opened.
+    pub hello_timeout: Duration,
+    /// Failed connections to the resume URL before resuming via the
+    /// discovery URL instead.
+    pub resume_url_attempts: u32,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff::default(),
+            invalid_session_delay: Duration::from_secs(1)..=Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(10),
+            resume_url_attempts: 2,
+        }
+    }
+}
+
+/// How a shard is asked to stop.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StopMode {
+    /// Close with 1000: the session ends and the bot goes offline.
+    End,
+    /// Close with 4000 and keep the session for whoever resumes it next.
+    HandOff,
+}
+
+/// The protocol state of one shard.
+#[derive(Debug)]
+pub struct Machine {
+    config: MachineConfig,
+    state: ShardState,
+    session: Option<Session>,
+    /// The last dispatch sequence of the current or last connection.
+    sequence: Option<u64>,
+    heartbeat: Option<Heartbeat>,
+    hello_deadline: Option<Instant>,
+    latency: Latency,
+    /// Connections in a row that ended before becoming active.
+    failures: u32,
+    /// Of those, failures to reach the resume URL.
+    resume_url_failures: u32,
+    /// The target of the connection in progress.
+    target: ConnectTarget,
+    /// A session has been active on this shard before.
+    was_active: bool,
+    /// The client has closed the current connection and waits for the next.
+    closing: bool,
+    rng: fastrand::Rng,
+    actions: VecDeque<Action>,
+}
+
+impl Machine {
+    /// A machine that will resume `session` if given, or identify.
+    pub fn new(config: MachineConfig, session: Option<Session>, seed: u64) -> Self {
+        Self {
+            config,
+            state: ShardState::Disconnected,
+            sequence: session.as_ref().map(|s| s.sequence),
+            session,
+            heartbeat: None,
+            hello_deadline: None,
+            latency: Latency::default(),
+            failures: 0,
+            resume_url_failures: 0,
+            target: ConnectTarget::DiscoveryUrl,
+            was_active: false,
+            closing: false,
+            rng: fastrand::Rng::with_seed(seed),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The current state.
+    pub const fn state(&self) -> ShardState {
+        self.state
+    }
+
+    /// The resumable session, if any.
+    pub const fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Heartbeat latency.
+    pub const fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// Connections in a row that failed before becoming active.
+    pub const fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The heartbeat interval of the current connection.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat.as_ref().map(|h| h.interval)
+    }
+
+    /// The earliest time [`Machine::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let heartbeat = self.heartbeat.as_ref().map(|h| h.next_due);
+        match (heartbeat, self.hello_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts the shard: the first connection goes out at once.
+    pub fn start(&mut self) {
+        let target = self.resume_target();
+        self.schedule_connect(Duration::ZERO, target);
+    }
+
+    /// The socket is open.
+    pub fn on_connected(&mut self, now: Instant) {
+        if self.state.is_terminal() {
+            return;
+        }
+        self.state = ShardState::AwaitingHello;
+        self.closing = false;
+        self.hello_deadline = Some(now + self.config.hello_timeout);
+        self.notify(Lifecycle::Connected);
+    }
+
+    /// Opening the socket failed.
+    pub fn on_connect_failed(&mut self) {
+        if self.state.is_terminal() {
+            return;
+        }
+        self.count_failure();
+        let target = self.resume_target();
+        self.reconnect_with_backoff(target);
+    }
+
+    /// Hello (op 10) arrived.
+    pub fn on_hello(&mut self, interval: Duration, now: Instant) {
+        if !matches!(self.state, ShardState::AwaitingHello) {
+            // A second Hello on a connection is not meaningful; ignore it.
+            return;
+        }
+        self.hello_deadline = None;
+        let jitter = self.rng.f64();
+        self.heartbeat = Some(Heartbeat::after_hello(interval, jitter, now));
+        match &self.session {
+            Some(session) => {
+                self.state = ShardState::Resuming;
+                self.actions.push_back(Action::SendResume {
+                    session_id: session.id.clone(),
+                    sequence: session.sequence,
+                });
+            }
+            None => {
+                self.state = ShardState::Identifying;
+                self.actions.push_back(Action::RequestIdentify);
+            }
+        }
+    }
+
+    /// The identify queue let this shard identify. Returns whether Identify
+    /// should be sent now (the connection may have changed while waiting).
+    pub fn identify_permitted(&self) -> bool {
+        matches!(self.state, ShardState::Identifying) && !self.closing
+    }
+
+    /// A dispatch other than READY and RESUMED arrived with sequence `s`.
+    #[inline]
+    pub fn on_dispatch(&mut self, sequence: u64) {
+        self.sequence = Some(sequence);
+        if let Some(session) = &mut self.session {
+            session.sequence = sequence;
+        }
+    }
+
+    /// READY arrived: a new session is active.
+    pub fn on_ready(&mut self, sequence: u64, session_id: String, resume_url: Option<String>) {
+        self.sequence = Some(sequence);
+        self.session = Some(Session::new(session_id.clone(), sequence, resume_url));
+        let reconnected = self.was_active;
+        self.become_active();
+        self.notify(Lifecycle::Ready { session_id });
+        if reconnected {
+            self.notify(Lifecycle::Reconnected { resumed: false });
+        }
+    }
+
+    /// RESUMED arrived: the replay is complete.
+    pub fn on_resumed(&mut self, sequence: u64) {
+        self.on_dispatch(sequence);
+        self.become_active();
+        self.notify(Lifecycle::Resumed);
+        self.notify(Lifecycle::Reconnected { resumed: true });
+    }
+
+    /// The server asked for a heartbeat (op 1): answer at once.
+    pub fn on_heartbeat_request(&mut self, now: Instant) {
+        if let Some(heartbeat) = &mut self.heartbeat {
+            // The schedule is kept; the ACK to this beat clears the flag.
+            heartbeat.record_sent(now);
+        }
+        self.actions.push_back(Action::SendHeartbeat(self.sequence));
+    }
+
+    /// A heartbeat ACK (op 11) arrived.
+    pub fn on_heartbeat_ack(&mut self, now: Instant) {
+        if let Some(heartbeat) = &mut self.heartbeat {
+            heartbeat.awaiting_ack = false;
+            if let Some(sent) = heartbeat.last_sent.take() {
+                self.latency.record(now.saturating_duration_since(sent));
+            }
+        }
+    }
+
+    /// Reconnect (op 7): close and resume at once.
+    pub fn on_reconnect_request(&mut self) {
+        if self.state.is_terminal() {
+            return;
+        }
+        let target = self.resume_target();
+        self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+    }
+
+    /// Invalid Session (op 9) arrived.
+    pub fn on_invalid_session(&mut self, resumable: bool) {
+        if self.state.is_terminal() {
+            return;
+        }
+        if resumable && self.session.is_some() {
+            let target = self.resume_target();
+            self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+            return;
+        }
+        // A failed resume, an identify over the concurrency limit, or an
+        // invalidated session: forget it, wait 1–5 s, identify on the
+        // discovery URL. The wait protects the identify bucket.
+        if matches!(self.state, ShardState::Resuming | ShardState::Identifying) {
+            self.count_failure();
+        }
+        self.forget_session();
+        let delay = self.random_in(self.config.invalid_session_delay.clone());
+        self.close_and_reconnect(SESSION_ENDING_CLOSE, delay, ConnectTarget::DiscoveryUrl);
+    }
+
+    /// The connection ended without the client closing it: a close frame
+    /// from the server (`Some(code)`) or a transport error (`None`).
+    pub fn on_closed(&mut self, code: Option<u16>) {
+        self.heartbeat = None;
+        self.hello_deadline = None;
+        if self.closing || self.state.is_terminal() {
+            // Expected: the client closed it and already scheduled what follows.
+            return;
+        }
+        self.notify(Lifecycle::Disconnected {
+            code,
+            by_client: false,
+        });
+        let action = code.map_or(CloseAction::Resume, |code| CloseCode::from(code).action());
+        if !matches!(self.state, ShardState::Active) {
+            self.count_failure();
+        }
+        match action {
+            CloseAction::Fatal(reason) => {
+                self.state = ShardState::Failed(reason);
+                self.notify(Lifecycle::Failed(reason));
+            }
+            CloseAction::NewSession => {
+                self.forget_session();
+                self.reconnect_with_backoff(ConnectTarget::DiscoveryUrl);
+            }
+            CloseAction::Resume => {
+                let target = self.resume_target();
+                self.reconnect_with_backoff(target);
+            }
+        }
+    }
+
+    /// Time passed. `reader_paused` tells that the actor stopped reading the
+    /// socket because subscribers are behind: a missing ACK may then sit
+    /// unread in the socket, so it is no evidence of a zombie connection.
+    pub fn on_timer(&mut self, now: Instant, reader_paused: bool) {
+        if self.hello_deadline.is_some_and(|deadline| now >= deadline) {
+            self.hello_deadline = None;
+            self.count_failure();
+            let target = self.resume_target();
+            let delay = self.backoff_delay();
+            self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
+            return;
+        }
+        let Some(heartbeat) = &mut self.heartbeat else {
+            return;
+        };
+        if now < heartbeat.next_due {
+            return;
+        }
+        if heartbeat.awaiting_ack && !reader_paused {
+            // Zombie: no ACK between two sends. Drop the socket with a
+            // resumable code and resume at once.
+            let target = self.resume_target();
+            self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+            return;
+        }
+        heartbeat.record_sent(now);
+        // Keep the cadence even if the timer fired late, but never schedule
+        // into the past (a stalled process would otherwise burst).
+        heartbeat.next_due = (heartbeat.next_due + heartbeat.interval).max(now);
+        self.actions.push_back(Action::SendHeartbeat(self.sequence));
+    }
+
+    /// Stops the shard. Returns the session to hand off for [`StopMode::HandOff`].
+    pub fn stop(&mut self, mode: StopMode) -> Option<Session> {
+        let connected = !matches!(
+            self.state,
+            ShardState::Disconnected | ShardState::Connecting
+        ) && !self.state.is_terminal()
+            && !self.closing;
+        let code = match mode {
+            StopMode::End => SESSION_ENDING_CLOSE,
+            StopMode::HandOff => RESUMABLE_CLOSE,
+        };
+        if connected {
+            self.actions.push_back(Action::Close { code });
+            self.notify(Lifecycle::Disconnected {
+                code: Some(code),
+                by_client: true,
+            });
+        }
+        self.state = ShardState::Stopped;
+        self.closing = true;
+        self.heartbeat = None;
+        self.hello_deadline = None;
+        match mode {
+            StopMode::End => {
+                self.forget_session();
+                None
+            }
+            StopMode::HandOff => self.session.clone(),
+        }
+    }
+
+    fn become_active(&mut self) {
+        self.state = ShardState::Active;
+        self.failures = 0;
+        self.resume_url_failures = 0;
+        self.was_active = true;
+        self.actions.push_back(Action::FlushCommands);
+    }
+
+    fn close_and_reconnect(&mut self, code: u16, delay: Duration, target: ConnectTarget) {
+        let connected = !matches!(
+            self.state,
+            ShardState::Disconnected | ShardState::Connecting
+        );
+        if connected && !self.closing {
+            self.actions.push_back(Action::Close { code });
+            self.notify(Lifecycle::Disconnected {
+                code: Some(code),
+                by_client: true,
+            });
+        }
+        self.closing = true;
+        self.heartbeat = None;
+        self.hello_deadline = None;
+        self.schedule_connect(delay, target);
+    }
+
+    fn schedule_connect(&mut self, delay: Duration, target: ConnectTarget) {
+        self.state = ShardState::Connecting;
+        self.target = target;
+        self.actions.push_back(Action::Connect { delay, target });
+    }
+
+    fn reconnect_with_backoff(&mut self, target: ConnectTarget) {
+        let delay = self.backoff_delay();
+        self.schedule_connect(delay, target);
+    }
+
+    fn count_failure(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        if matches!(self.target, ConnectTarget::ResumeUrl) {
+            self.resume_url_failures = self.resume_url_failures.saturating_add(1);
+        }
+    }
+
+    fn backoff_delay(&mut self) -> Duration {
+        let jitter = self.rng.f64();
+        self.config
+            .backoff
+            .delay(self.failures.saturating_add(1), jitter)
+    }
+
+    /// Resume on the session's URL while it keeps working; otherwise resume
+    /// (or identify, without a session) on the discovery URL.
+    fn resume_target(&self) -> ConnectTarget {
+        let has_url = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.resume_url.is_some());
+        if has_url && self.resume_url_failures < self.config.resume_url_attempts {
+            ConnectTarget::ResumeUrl
+        } else {
+            ConnectTarget::DiscoveryUrl
+        }
+    }
+
+    fn forget_session(&mut self) {
+        self.session = None;
+        self.sequence = None;
+        self.resume_url_failures = 0;
+    }
+
+    fn random_in(&mut self, range: RangeInclusive<Duration>) -> Duration {
+        let (low, high) = (*range.start(), *range.end());
+        if high <= low {
+            return low;
+        }
+        low + (high - low).mul_f64(self.rng.f64())
+    }
+
+    fn notify(&mut self, lifecycle: Lifecycle) {
+        self.actions.push_back(Action::Notify(lifecycle));
+    }
+}
