@@ -247,7 +247,11 @@ mod tests {
             (4015, Resume),
         ];
         for (code, expected) in table {
-            assert_eq!(CloseCode::from(code).action(), expected, "close code {code}");
+            assert_eq!(
+                CloseCode::from(code).action(),
+                expected,
+                "close code {code}"
+            );
         }
     }
 
@@ -274,7 +278,10 @@ mod tests {
     fn bot_wide_and_resharding_reasons_are_disjoint() {
         for code in CloseCode::GATEWAY_CODES {
             if let CloseAction::Fatal(reason) = code.action() {
-                assert!(reason.affects_whole_bot() ^ reason.needs_resharding(), "{reason:?}");
+                assert!(
+                    reason.affects_whole_bot() ^ reason.needs_resharding(),
+                    "{reason:?}"
+                );
             }
         }
     }

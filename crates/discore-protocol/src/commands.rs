@@ -22,7 +22,10 @@ struct Frame<'a, T> {
 ///
 /// Only if `data`'s `Serialize` implementation fails.
 pub fn encode<T: Serialize>(op: OpCode, data: &T) -> Result<String, serde_json::Error> {
-    serde_json::to_string(&Frame { op: op.code(), d: data })
+    serde_json::to_string(&Frame {
+        op: op.code(),
+        d: data,
+    })
 }
 
 /// The heartbeat frame carrying the last dispatch sequence, or `null`.
@@ -154,7 +157,10 @@ mod tests {
     fn resume_uses_seq() {
         let frame = resume(&token(), "sess", 9).expect("encodes");
         let value: Value = serde_json::from_str(&frame).expect("json");
-        assert_eq!(value, json!({"op": 6, "d": {"token": "tok", "session_id": "sess", "seq": 9}}));
+        assert_eq!(
+            value,
+            json!({"op": 6, "d": {"token": "tok", "session_id": "sess", "seq": 9}})
+        );
     }
 
     #[test]
@@ -177,14 +183,19 @@ mod tests {
         assert_eq!(value["d"]["compress"], false);
         assert_eq!(value["d"]["properties"]["browser"], "discore");
         assert!(value["d"].get("presence").is_none());
-        assert_eq!(Envelope::peek(&frame).expect("envelope").op, OpCode::Identify);
+        assert_eq!(
+            Envelope::peek(&frame).expect("envelope").op,
+            OpCode::Identify
+        );
     }
 
     #[test]
     fn soundboard_and_channel_info() {
         let frame = encode(
             OpCode::RequestSoundboardSounds,
-            &RequestSoundboardSounds { guild_ids: vec![Id::new(5)] },
+            &RequestSoundboardSounds {
+                guild_ids: vec![Id::new(5)],
+            },
         )
         .expect("encodes");
         assert_eq!(frame, r#"{"op":31,"d":{"guild_ids":["5"]}}"#);
@@ -196,6 +207,9 @@ mod tests {
             },
         )
         .expect("encodes");
-        assert_eq!(frame, r#"{"op":43,"d":{"guild_id":"5","fields":["status","voice_start_time"]}}"#);
+        assert_eq!(
+            frame,
+            r#"{"op":43,"d":{"guild_id":"5","fields":["status","voice_start_time"]}}"#
+        );
     }
 }

@@ -88,7 +88,8 @@ mod tests {
 
     #[test]
     fn dispatch_keeps_data_raw() {
-        let frame = r#"{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"content":"hi","nested":[1,{"a":null}]}}"#;
+        let frame =
+            r#"{"t":"MESSAGE_CREATE","s":42,"op":0,"d":{"content":"hi","nested":[1,{"a":null}]}}"#;
         let envelope = Envelope::peek(frame).expect("valid envelope");
         assert_eq!(envelope.op, OpCode::Dispatch);
         assert_eq!(envelope.sequence, Some(42));
@@ -118,7 +119,15 @@ mod tests {
 
     #[test]
     fn malformed_payloads_are_errors_not_panics() {
-        for frame in ["", "{", "null", "[]", r#"{"d":1}"#, r#"{"op":"1"}"#, r#"{"op":256}"#] {
+        for frame in [
+            "",
+            "{",
+            "null",
+            "[]",
+            r#"{"d":1}"#,
+            r#"{"op":"1"}"#,
+            r#"{"op":256}"#,
+        ] {
             assert!(Envelope::peek(frame).is_err(), "{frame:.40}");
         }
     }

@@ -16,7 +16,10 @@ mod tests {
 
     #[test]
     fn documented_mask_matches_the_digest() {
-        assert_eq!(DOCUMENTED_INTENT_BITS & !PRIVILEGED_INTENTS.bits(), 53_575_421);
+        assert_eq!(
+            DOCUMENTED_INTENT_BITS & !PRIVILEGED_INTENTS.bits(),
+            53_575_421
+        );
         assert_eq!(Intents::all().bits() & !DOCUMENTED_INTENT_BITS, 0);
     }
 }

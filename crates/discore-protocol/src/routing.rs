@@ -19,7 +19,10 @@ mod tests {
         assert_eq!(shard_for_guild(41_771_983_423_143_937, 1), 0);
         assert_eq!(shard_for_guild(7 << 22, 4), 3);
         assert_eq!(shard_for_guild((8 << 22) | 0x3F_FFFF, 4), 0);
-        assert_eq!(shard_for_guild(u64::MAX, 1000), ((u64::MAX >> 22) % 1000) as u32);
+        assert_eq!(
+            shard_for_guild(u64::MAX, 1000),
+            ((u64::MAX >> 22) % 1000) as u32
+        );
         assert_eq!(shard_for_guild(5 << 22, 0), 0);
     }
 }
