@@ -1,5 +1,63 @@
 //! One Discord Gateway connection as an actix actor.
+//!
+//! A [`Shard`] connects, identifies (or resumes a saved [`Session`]),
+//! heartbeats, reconnects and resumes by itself, and delivers every dispatch
+//! to the subscribed actors as a typed [`GatewayEvent`]. The protocol rules
+//! live in the IO-free [`machine`]; the actor only does IO.
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use discore_gateway::{EventFilter, GatewayEvent, Shard, ShardConfig};
+//! use discore_protocol::{Intents, ShardId, Token};
+//!
+//! struct Bot;
+//! impl Actor for Bot {
+//!     type Context = Context<Self>;
+//! }
+//! impl Handler<GatewayEvent> for Bot {
+//!     type Result = ();
+//!     fn handle(&mut self, event: GatewayEvent, _: &mut Context<Self>) {
+//!         println!("shard {} got {}", event.shard, event.name());
+//!     }
+//! }
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let token = Token::new(std::env::var("DISCORD_TOKEN")?)?;
+//!     let bot = Bot.start();
+//!     let config = ShardConfig::new(Intents::GUILDS | Intents::GUILD_MESSAGES);
+//!     let _shard = Shard::new(token, ShardId::new(0, 1), config)
+//!         .subscribe(bot.recipient(), EventFilter::all())
+//!         .start()
+//!         .await?;
+//!     actix_rt::signal::ctrl_c().await?;
+//!     Ok(())
+//! }
+//! ```
 
 pub mod backoff;
+mod command;
+mod config;
+mod delivery;
+mod error;
+mod event;
+pub mod identify;
+pub mod inflate;
 pub mod machine;
 pub mod ratelimit;
+mod shard;
+mod transport;
+
+pub use command::{Command, CommandError, RequestGuildMembers, SendCommand};
+pub use config::{DISCORD_GATEWAY_URL, ShardConfig};
+pub use discore_protocol::{Intents, Session, ShardFailureReason, ShardId, Token};
+pub use error::ShardStartError;
+pub use event::{Dispatch, EventFilter, GatewayEvent, RawDispatch, RawReason, ShardLifecycle};
+pub use identify::{IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
+pub use inflate::Compression;
+pub use machine::{Latency, Lifecycle, ShardState, StopMode};
+pub use shard::{
+    GetShardStatus, Shard, ShardStatus, Shutdown, Subscribe, SubscribeLifecycle, Unsubscribe,
+};
+pub use transport::tls_with_roots;
+pub use twilight_model::gateway::event::{DispatchEvent, EventType};

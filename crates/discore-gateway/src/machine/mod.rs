@@ -413,6 +413,30 @@ impl Machine {
         }
     }
 
+    /// The connection delivered something unusable: a corrupt compressed
+    /// frame, malformed JSON, an oversized message, or a READY without a
+    /// session. The client closes it and resumes on a fresh connection, or
+    /// identifies anew when `new_session` says there is nothing to resume.
+    pub fn on_protocol_error(&mut self, new_session: bool) {
+        if self.state.is_terminal() || self.closing {
+            return;
+        }
+        if !matches!(self.state, ShardState::Active) {
+            self.count_failure();
+        }
+        if new_session {
+            self.forget_session();
+        }
+        let target = self.resume_target();
+        let delay = self.backoff_delay();
+        self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
+    }
+
+    /// The last dispatch sequence received, if the session has one.
+    pub const fn last_sequence(&self) -> Option<u64> {
+        self.sequence
+    }
+
     /// Time passed. `reader_paused` tells that the actor stopped reading the
     /// socket because subscribers are behind: a missing ACK may then sit
     /// unread in the socket, so it is no evidence of a zombie connection.

@@ -557,3 +557,43 @@ fn sequence_survives_reconnects_until_a_new_session() {
     machine.on_timer(due, false);
     assert_eq!(drain(&mut machine), [Action::SendHeartbeat(Some(5))]);
 }
+
+#[test]
+fn protocol_error_resumes_on_a_fresh_connection() {
+    let now = Instant::now();
+    let mut machine = active(now);
+    machine.on_protocol_error(false);
+    let actions = without_notices(drain(&mut machine));
+    assert_eq!(
+        actions[0],
+        Action::Close {
+            code: RESUMABLE_CLOSE
+        }
+    );
+    assert_eq!(
+        connect_action(&actions),
+        Some((Duration::ZERO, ConnectTarget::ResumeUrl))
+    );
+    assert!(machine.session().is_some());
+    // A second error on the same, already closed, connection changes nothing.
+    machine.on_protocol_error(false);
+    assert!(drain(&mut machine).is_empty());
+}
+
+#[test]
+fn ready_without_session_identifies_anew() {
+    let now = Instant::now();
+    let mut machine = Machine::new(config(), None, 1);
+    machine.start();
+    machine.on_connected(now);
+    machine.on_hello(INTERVAL, now);
+    drain(&mut machine);
+    machine.on_protocol_error(true);
+    let actions = drain(&mut machine);
+    assert_eq!(
+        connect_action(&actions).map(|c| c.1),
+        Some(ConnectTarget::DiscoveryUrl)
+    );
+    assert!(machine.session().is_none());
+    assert_eq!(machine.consecutive_failures(), 1);
+}

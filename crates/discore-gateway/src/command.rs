@@ -1,0 +1,253 @@
+//! Commands a user sends through a shard (protocol digest §13), encoded and
+//! checked when they are submitted so a bad one is refused to the caller,
+//! not discovered on the socket.
+
+use actix::Message;
+use discore_protocol::{
+    Envelope, OpCode,
+    commands::{self, RequestChannelInfo, RequestSoundboardSounds},
+    limits::MAX_CLIENT_PAYLOAD_BYTES,
+};
+use std::fmt;
+use twilight_model::gateway::payload::outgoing::{
+    request_guild_members::RequestGuildMembersInfo, update_presence::UpdatePresencePayload,
+    update_voice_state::UpdateVoiceStateInfo,
+};
+
+pub use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
+
+/// A Gateway command.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Update Presence (op 3). Also becomes the presence of the next
+    /// Identify, so a new session keeps it.
+    UpdatePresence(UpdatePresencePayload),
+    /// Request Guild Members (op 8).
+    RequestGuildMembers(RequestGuildMembersInfo),
+    /// Update Voice State (op 4).
+    UpdateVoiceState(UpdateVoiceStateInfo),
+    /// Request Soundboard Sounds (op 31).
+    RequestSoundboardSounds(RequestSoundboardSounds),
+    /// Request Channel Info (op 43).
+    RequestChannelInfo(RequestChannelInfo),
+    /// A complete payload `{"op": N, "d": ...}` for a send opcode.
+    Raw(String),
+}
+
+impl From<RequestGuildMembers> for Command {
+    fn from(request: RequestGuildMembers) -> Self {
+        Self::RequestGuildMembers(request.d)
+    }
+}
+
+impl Command {
+    /// Encodes and checks the command.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError`] for a payload over 4096 bytes, a raw payload that is
+    /// not a client opcode, or data that fails to serialize.
+    pub fn encode(&self) -> Result<EncodedCommand, CommandError> {
+        let (op, frame) = match self {
+            Self::UpdatePresence(p) => (
+                OpCode::PresenceUpdate,
+                commands::encode(OpCode::PresenceUpdate, p),
+            ),
+            Self::RequestGuildMembers(r) => (
+                OpCode::RequestGuildMembers,
+                commands::encode(OpCode::RequestGuildMembers, r),
+            ),
+            Self::UpdateVoiceState(v) => (
+                OpCode::VoiceStateUpdate,
+                commands::encode(OpCode::VoiceStateUpdate, v),
+            ),
+            Self::RequestSoundboardSounds(r) => (
+                OpCode::RequestSoundboardSounds,
+                commands::encode(OpCode::RequestSoundboardSounds, r),
+            ),
+            Self::RequestChannelInfo(r) => (
+                OpCode::RequestChannelInfo,
+                commands::encode(OpCode::RequestChannelInfo, r),
+            ),
+            Self::Raw(json) => {
+                let op = Envelope::peek(json)
+                    .map_err(|e| CommandError::InvalidRaw(e.to_string()))?
+                    .op;
+                // Heartbeat, Identify and Resume belong to the shard: a user
+                // sending them would break the session's bookkeeping.
+                if !op.is_sent_by_client()
+                    || matches!(op, OpCode::Heartbeat | OpCode::Identify | OpCode::Resume)
+                {
+                    return Err(CommandError::InvalidRaw(format!(
+                        "{op} is not a user command"
+                    )));
+                }
+                (op, Ok(json.clone()))
+            }
+        };
+        let frame = frame.map_err(|e| CommandError::Encode(e.to_string()))?;
+        if frame.len() > MAX_CLIENT_PAYLOAD_BYTES {
+            return Err(CommandError::TooLarge { size: frame.len() });
+        }
+        Ok(EncodedCommand {
+            frame,
+            is_presence: op == OpCode::PresenceUpdate,
+        })
+    }
+}
+
+/// A command ready for the socket.
+#[derive(Clone, Debug)]
+pub struct EncodedCommand {
+    pub(crate) frame: String,
+    pub(crate) is_presence: bool,
+}
+
+/// Sends a command through a shard. Answers once the command is queued: it
+/// goes out in order, when the session is active and the rate limit allows.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct SendCommand(pub Command);
+
+/// Why a command was refused. The command was not sent.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The encoded payload is over Discord's 4096-byte limit.
+    TooLarge {
+        /// The encoded size in bytes.
+        size: usize,
+    },
+    /// The shard's command queue is full.
+    QueueFull {
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// A raw payload is not JSON or not a user command opcode.
+    InvalidRaw(String),
+    /// The command failed to serialize.
+    Encode(String),
+    /// The shard has stopped.
+    ShardStopped,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { size } => write!(
+                f,
+                "command payload is {size} bytes, over the gateway's {MAX_CLIENT_PAYLOAD_BYTES}-byte limit"
+            ),
+            Self::QueueFull { capacity } => {
+                write!(f, "command queue is full ({capacity} commands waiting)")
+            }
+            Self::InvalidRaw(reason) => write!(f, "invalid raw command: {reason}"),
+            Self::Encode(reason) => write!(f, "command failed to encode: {reason}"),
+            Self::ShardStopped => f.write_str("the shard has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+#[cfg(test)]
+mod tests {
+    use super::{Command, CommandError};
+    use discore_protocol::commands::RequestSoundboardSounds;
+    use twilight_model::{
+        gateway::{
+            payload::outgoing::{
+                RequestGuildMembers, update_presence::UpdatePresencePayload,
+                update_voice_state::UpdateVoiceStateInfo,
+            },
+            presence::{ActivityType, MinimalActivity, Status},
+        },
+        id::Id,
+    };
+
+    #[test]
+    fn presence_is_flagged_for_its_own_limit() {
+        let activity = MinimalActivity {
+            kind: ActivityType::Playing,
+            name: "tests".into(),
+            url: None,
+        };
+        let presence =
+            UpdatePresencePayload::new(vec![activity.into()], false, None, Status::Online)
+                .expect("valid presence");
+        let encoded = Command::UpdatePresence(presence).encode().expect("encodes");
+        assert!(encoded.is_presence);
+        assert!(encoded.frame.starts_with(r#"{"op":3,"d":"#));
+    }
+
+    #[test]
+    fn members_request_with_nonce() {
+        let request = RequestGuildMembers::builder(Id::new(1))
+            .nonce("n1")
+            .presences(true)
+            .user_ids(vec![Id::new(2), Id::new(3)])
+            .expect("valid ids");
+        let encoded = Command::from(request).encode().expect("encodes");
+        let value: serde_json::Value = serde_json::from_str(&encoded.frame).expect("json");
+        assert_eq!(value["op"], 8);
+        assert_eq!(value["d"]["nonce"], "n1");
+        assert_eq!(value["d"]["presences"], true);
+        assert_eq!(value["d"]["user_ids"], serde_json::json!(["2", "3"]));
+    }
+
+    #[test]
+    fn voice_and_soundboard() {
+        let voice =
+            Command::UpdateVoiceState(UpdateVoiceStateInfo::new(Id::new(1), None, false, true));
+        assert!(
+            voice
+                .encode()
+                .expect("encodes")
+                .frame
+                .starts_with(r#"{"op":4,"#)
+        );
+        let sounds = Command::RequestSoundboardSounds(RequestSoundboardSounds {
+            guild_ids: vec![Id::new(1)],
+        });
+        assert!(
+            sounds
+                .encode()
+                .expect("encodes")
+                .frame
+                .starts_with(r#"{"op":31,"#)
+        );
+    }
+
+    #[test]
+    fn oversized_payload_is_refused() {
+        let raw = format!(r#"{{"op":3,"d":{{"x":"{}"}}}}"#, "a".repeat(5000));
+        assert!(matches!(
+            Command::Raw(raw).encode(),
+            Err(CommandError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn raw_must_be_a_user_command() {
+        for raw in [
+            r#"{"op":2,"d":{}}"#,
+            r#"{"op":1,"d":null}"#,
+            r#"{"op":0,"d":{}}"#,
+            "nope",
+        ] {
+            assert!(
+                matches!(
+                    Command::Raw(raw.into()).encode(),
+                    Err(CommandError::InvalidRaw(_))
+                ),
+                "{raw}"
+            );
+        }
+        assert!(
+            Command::Raw(r#"{"op":8,"d":{"guild_id":"1","query":"","limit":0}}"#.into())
+                .encode()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! Why starting a shard failed.
+
+use discore_protocol::ShardFailureReason;
+use std::fmt;
+
+/// Starting a shard failed (the seed guide's `ShardStartException`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ShardStartError {
+    /// The gateway refused the shard for good.
+    Failed(ShardFailureReason),
+    /// The gateway URL is not a `ws://` or `wss://` URL.
+    InvalidGatewayUrl(String),
+    /// Every one of this many connection attempts failed before READY.
+    Unreachable {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The shard was stopped before its first READY.
+    Stopped,
+}
+
+impl ShardStartError {
+    /// The failure reason, when the gateway refused the shard.
+    pub const fn reason(&self) -> Option<ShardFailureReason> {
+        match self {
+            Self::Failed(reason) => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ShardStartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed(reason) => write!(f, "the gateway refused the shard: {reason}"),
+            Self::InvalidGatewayUrl(reason) => write!(f, "invalid gateway url: {reason}"),
+            Self::Unreachable { attempts } => {
+                write!(f, "the gateway could not be reached in {attempts} attempts")
+            }
+            Self::Stopped => f.write_str("the shard was stopped before it was ready"),
+        }
+    }
+}
+
+impl std::error::Error for ShardStartError {}

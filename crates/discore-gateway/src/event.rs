@@ -1,0 +1,249 @@
+//! What subscribers receive: typed dispatches and lifecycle changes.
+
+use crate::{delivery::Credit, machine::Lifecycle};
+use actix::Message;
+use discore_protocol::ShardId;
+use serde::de::DeserializeSeed;
+use serde_json::value::RawValue;
+use std::{collections::HashSet, fmt, sync::Arc};
+use twilight_model::gateway::event::{DispatchEvent, DispatchEventWithTypeDeserializer, EventType};
+
+/// One dispatch of one shard, delivered to every subscribed actor.
+///
+/// The event itself is shared (`Arc`) between subscribers. Keeping the
+/// message holds one of the shard's delivery credits (see
+/// `docs/architecture.md`): keep `event` (the `Arc`) and drop the message to
+/// hold on to an event without slowing the shard.
+#[derive(Clone, Message)]
+#[rtype(result = "()")]
+pub struct GatewayEvent {
+    /// The shard that received it.
+    pub shard: ShardId,
+    /// Its sequence number in the shard's session.
+    pub sequence: u64,
+    /// The event.
+    pub event: Arc<Dispatch>,
+    /// Returned to the shard when the last copy of this message is dropped.
+    pub(crate) _credit: Credit,
+}
+
+impl fmt::Debug for GatewayEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayEvent")
+            .field("shard", &self.shard)
+            .field("sequence", &self.sequence)
+            .field("event", &self.event)
+            .finish()
+    }
+}
+
+impl GatewayEvent {
+    /// The event's name, such as `MESSAGE_CREATE`.
+    pub fn name(&self) -> &str {
+        self.event.name()
+    }
+}
+
+/// A dispatch, typed when twilight-model knows it.
+// Always behind an `Arc`, so the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Dispatch {
+    /// An event twilight-model knows, deserialized.
+    Known {
+        /// The event name as sent, such as `MESSAGE_CREATE`.
+        name: Box<str>,
+        /// The typed event.
+        event: DispatchEvent,
+    },
+    /// An event delivered as raw JSON: twilight-model does not know its name,
+    /// or its payload did not match the model (see `reason`).
+    Raw(RawDispatch),
+}
+
+impl Dispatch {
+    /// The event's name, such as `MESSAGE_CREATE`.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Known { name, .. } => name,
+            Self::Raw(raw) => &raw.name,
+        }
+    }
+
+    /// The typed event, if it is one.
+    pub fn typed(&self) -> Option<&DispatchEvent> {
+        match self {
+            Self::Known { event, .. } => Some(event),
+            Self::Raw(_) => None,
+        }
+    }
+
+    /// Parses `data` as the event `name`. Never fails: an unknown or
+    /// unparsable event becomes [`Dispatch::Raw`].
+    pub fn parse(name: &str, kind: Option<EventType>, data: &RawValue) -> Self {
+        if kind.is_none() {
+            return Self::Raw(RawDispatch::new(name, data, RawReason::UnknownEvent));
+        }
+        let mut deserializer = serde_json::Deserializer::from_str(data.get());
+        match DispatchEventWithTypeDeserializer::new(name).deserialize(&mut deserializer) {
+            Ok(event) => Self::Known {
+                name: name.into(),
+                event,
+            },
+            Err(error) => {
+                log::warn!("{name} did not match the model, delivered raw: {error}");
+                Self::Raw(RawDispatch::new(
+                    name,
+                    data,
+                    RawReason::ModelMismatch(error.to_string()),
+                ))
+            }
+        }
+    }
+}
+
+/// A dispatch delivered as JSON.
+#[derive(Debug)]
+pub struct RawDispatch {
+    /// The event name.
+    pub name: Box<str>,
+    /// The event data (`d`), as received.
+    pub data: Box<RawValue>,
+    /// Why it is raw.
+    pub reason: RawReason,
+}
+
+impl RawDispatch {
+    fn new(name: &str, data: &RawValue, reason: RawReason) -> Self {
+        Self {
+            name: name.into(),
+            data: data.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// Why a dispatch arrived as JSON.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum RawReason {
+    /// twilight-model does not know this event name.
+    UnknownEvent,
+    /// The payload did not deserialize into twilight-model's type.
+    ModelMismatch(String),
+}
+
+/// Which dispatches a subscriber wants. Events nobody wants are not
+/// deserialized at all.
+#[derive(Clone, Debug)]
+pub struct EventFilter {
+    /// `None`: every known event.
+    kinds: Option<Arc<HashSet<EventType>>>,
+    unknown: bool,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl EventFilter {
+    /// Every event, including ones twilight-model does not know.
+    pub fn all() -> Self {
+        Self {
+            kinds: None,
+            unknown: true,
+        }
+    }
+
+    /// Only these event types.
+    pub fn only(kinds: impl IntoIterator<Item = EventType>) -> Self {
+        Self {
+            kinds: Some(Arc::new(kinds.into_iter().collect())),
+            unknown: false,
+        }
+    }
+
+    /// Also deliver events twilight-model does not know, as raw JSON.
+    #[must_use]
+    pub fn with_unknown(mut self) -> Self {
+        self.unknown = true;
+        self
+    }
+
+    /// Whether an event of this type is wanted (`None`: an unknown event).
+    pub fn wants(&self, kind: Option<EventType>) -> bool {
+        match (kind, &self.kinds) {
+            (None, _) => self.unknown,
+            (Some(_), None) => true,
+            (Some(kind), Some(kinds)) => kinds.contains(&kind),
+        }
+    }
+}
+
+/// A lifecycle change of a shard, delivered to lifecycle subscribers.
+#[derive(Clone, Debug, Eq, Message, PartialEq)]
+#[rtype(result = "()")]
+pub struct ShardLifecycle {
+    /// The shard.
+    pub shard: ShardId,
+    /// What happened.
+    pub event: Lifecycle,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dispatch, EventFilter, RawReason};
+    use serde_json::value::RawValue;
+    use twilight_model::gateway::event::{DispatchEvent, EventType};
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).expect("valid json")
+    }
+
+    #[test]
+    fn known_event_is_typed() {
+        let data = raw(r#"{"channel_id":"1","guild_id":"2","user_id":"3","timestamp":1700000000}"#);
+        let kind = EventType::try_from("TYPING_START").ok();
+        let dispatch = Dispatch::parse("TYPING_START", kind, &data);
+        assert!(matches!(
+            dispatch.typed(),
+            Some(DispatchEvent::TypingStart(_))
+        ));
+        assert_eq!(dispatch.name(), "TYPING_START");
+    }
+
+    #[test]
+    fn unknown_event_is_raw_data() {
+        let data = raw(r#"{"guild_id":"1","soundboard_sounds":[]}"#);
+        let kind = EventType::try_from("SOUNDBOARD_SOUNDS").ok();
+        let dispatch = Dispatch::parse("SOUNDBOARD_SOUNDS", kind, &data);
+        let Dispatch::Raw(raw) = dispatch else {
+            panic!("unknown events are raw");
+        };
+        assert_eq!(raw.reason, RawReason::UnknownEvent);
+        assert_eq!(raw.data.get(), data.get());
+    }
+
+    #[test]
+    fn mismatching_payload_is_raw_not_an_error() {
+        let data = raw(r#"{"unexpected":true}"#);
+        let kind = EventType::try_from("MESSAGE_CREATE").ok();
+        let dispatch = Dispatch::parse("MESSAGE_CREATE", kind, &data);
+        assert!(matches!(
+            dispatch,
+            Dispatch::Raw(ref raw) if matches!(raw.reason, RawReason::ModelMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn filters() {
+        let only = EventFilter::only([EventType::MessageCreate]);
+        assert!(only.wants(Some(EventType::MessageCreate)));
+        assert!(!only.wants(Some(EventType::TypingStart)));
+        assert!(!only.wants(None));
+        assert!(only.with_unknown().wants(None));
+        assert!(EventFilter::all().wants(Some(EventType::GuildCreate)));
+        assert!(EventFilter::all().wants(None));
+    }
+}

@@ -1,0 +1,372 @@
+//! Transport decompression (protocol digest §11.2, §11.3): one context per
+//! connection, output into a reused buffer, bounded by the inbound maximum so
+//! a decompression bomb is an error and never unbounded memory.
+
+use flate2::{Decompress, FlushDecompress, Status};
+use std::fmt;
+use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
+
+/// Transport compression of a connection.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+pub enum Compression {
+    /// Plain JSON text frames.
+    None,
+    /// `compress=zlib-stream`: one zlib stream per connection.
+    #[default]
+    ZlibStream,
+    /// `compress=zstd-stream`: one zstd stream per connection.
+    ZstdStream,
+}
+
+impl Compression {
+    /// The value of the `compress` query parameter, if any.
+    pub const fn query_value(self) -> Option<&'static str> {
+        match self {
+            Self::None => None,
+            Self::ZlibStream => Some("zlib-stream"),
+            Self::ZstdStream => Some("zstd-stream"),
+        }
+    }
+}
+
+/// The end of every complete zlib-stream message (a sync flush).
+const ZLIB_SUFFIX: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The first output buffer; it grows on demand up to the inbound maximum.
+const INITIAL_OUTPUT: usize = 32 * 1024;
+
+/// Why a compressed frame could not be read. The connection cannot continue:
+/// its decompression context is no longer in step with the server's.
+#[derive(Debug)]
+pub enum InflateError {
+    /// The stream is corrupt.
+    Corrupt(String),
+    /// The message inflates past the configured maximum.
+    TooLarge {
+        /// The maximum in bytes.
+        max: usize,
+    },
+}
+
+impl fmt::Display for InflateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Corrupt(reason) => write!(f, "corrupt compressed stream: {reason}"),
+            Self::TooLarge { max } => write!(f, "message inflates past the maximum of {max} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for InflateError {}
+
+/// The decompressor of one connection.
+pub struct Inflater {
+    kind: Kind,
+    /// Buffered compressed input (zlib-stream waits for the suffix).
+    input: Vec<u8>,
+    output: Vec<u8>,
+    max: usize,
+}
+
+enum Kind {
+    None,
+    Zlib(Box<Decompress>),
+    Zstd(Box<ZstdDecoder<'static>>),
+}
+
+impl fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::None => "none",
+            Kind::Zlib(_) => "zlib-stream",
+            Kind::Zstd(_) => "zstd-stream",
+        };
+        f.debug_struct("Inflater")
+            .field("kind", &kind)
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl Inflater {
+    /// A fresh context for a new connection; messages may inflate to `max` bytes.
+    ///
+    /// # Errors
+    ///
+    /// If zstd cannot allocate its context.
+    pub fn new(compression: Compression, max: usize) -> Result<Self, InflateError> {
+        let kind = match compression {
+            Compression::None => Kind::None,
+            Compression::ZlibStream => Kind::Zlib(Box::new(Decompress::new(true))),
+            Compression::ZstdStream => Kind::Zstd(Box::new(
+                ZstdDecoder::new().map_err(|e| InflateError::Corrupt(e.to_string()))?,
+            )),
+        };
+        Ok(Self {
+            kind,
+            input: Vec::new(),
+            output: Vec::new(),
+            max,
+        })
+    }
+
+    /// Whether this connection is compressed.
+    pub const fn is_compressed(&self) -> bool {
+        !matches!(self.kind, Kind::None)
+    }
+
+    /// Feeds one binary WebSocket message. Returns the inflated payload once
+    /// a whole gateway message is complete, `None` while more input is needed.
+    ///
+    /// # Errors
+    ///
+    /// [`InflateError`] for a corrupt stream or a payload over the maximum.
+    pub fn push<'a>(&'a mut self, message: &'a [u8]) -> Result<Option<&'a [u8]>, InflateError> {
+        match &mut self.kind {
+            Kind::None => Ok(Some(message)),
+            Kind::Zlib(decompress) => {
+                if self.input.len() + message.len() > self.max {
+                    self.input.clear();
+                    return Err(InflateError::TooLarge { max: self.max });
+                }
+                let complete = if self.input.is_empty() {
+                    message.ends_with(&ZLIB_SUFFIX)
+                } else {
+                    self.input.extend_from_slice(message);
+                    self.input.ends_with(&ZLIB_SUFFIX)
+                };
+                if !complete {
+                    if self.input.is_empty() {
+                        self.input.extend_from_slice(message);
+                    }
+                    return Ok(None);
+                }
+                // Inflate straight from the message when nothing was buffered.
+                let input = if self.input.is_empty() {
+                    message
+                } else {
+                    &self.input[..]
+                };
+                let result = inflate_zlib(decompress, input, &mut self.output, self.max);
+                self.input.clear();
+                result.map(|()| Some(&self.output[..]))
+            }
+            Kind::Zstd(decoder) => {
+                inflate_zstd(decoder, message, &mut self.output, self.max)?;
+                Ok(Some(&self.output[..]))
+            }
+        }
+    }
+}
+
+/// Makes room in `output` for more inflated bytes, refusing to pass `max`.
+fn grow(output: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+    if output.len() >= max {
+        return Err(InflateError::TooLarge { max });
+    }
+    let wanted = output
+        .capacity()
+        .max(INITIAL_OUTPUT)
+        .min(max - output.len());
+    output.reserve(wanted.max(1));
+    Ok(())
+}
+
+fn inflate_zlib(
+    decompress: &mut Decompress,
+    mut input: &[u8],
+    output: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), InflateError> {
+    output.clear();
+    loop {
+        if output.len() == output.capacity() {
+            grow(output, max)?;
+        }
+        let before = decompress.total_in();
+        let status = decompress
+            .decompress_vec(input, output, FlushDecompress::Sync)
+            .map_err(|e| InflateError::Corrupt(e.to_string()))?;
+        let consumed = usize::try_from(decompress.total_in() - before).unwrap_or(input.len());
+        input = &input[consumed.min(input.len())..];
+        let room_left = output.len() < output.capacity();
+        match status {
+            Status::StreamEnd => return Ok(()),
+            Status::Ok | Status::BufError if input.is_empty() && room_left => return Ok(()),
+            Status::BufError if consumed == 0 && room_left => {
+                return Err(InflateError::Corrupt("truncated zlib input".to_owned()));
+            }
+            Status::Ok | Status::BufError => {}
+        }
+    }
+}
+
+fn inflate_zstd(
+    decoder: &mut ZstdDecoder<'static>,
+    message: &[u8],
+    output: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), InflateError> {
+    output.clear();
+    let mut input = InBuffer::around(message);
+    loop {
+        if output.len() == output.capacity() {
+            grow(output, max)?;
+        }
+        let position = output.len();
+        let mut out = OutBuffer::around_pos(output, position);
+        decoder
+            .run(&mut input, &mut out)
+            .map_err(|e| InflateError::Corrupt(e.to_string()))?;
+        let written = out.pos();
+        // The frame never ends on zstd-stream: the message is complete when
+        // all input is consumed and the decoder had room left to flush.
+        if input.pos() == message.len() && written < output.capacity() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Compression, InflateError, Inflater};
+    use flate2::{Compress, FlushCompress};
+    use std::io::Write as _;
+
+    fn zlib_messages(messages: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut compress = Compress::new(flate2::Compression::default(), true);
+        messages
+            .iter()
+            .map(|message| {
+                let mut out = Vec::with_capacity(message.len() + 1024);
+                compress
+                    .compress_vec(message, &mut out, FlushCompress::Sync)
+                    .expect("compresses");
+                out
+            })
+            .collect()
+    }
+
+    fn zstd_messages(messages: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        messages
+            .iter()
+            .map(|message| {
+                encoder.write_all(message).expect("writes");
+                encoder.flush().expect("flushes");
+                std::mem::take(encoder.get_mut())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zlib_stream_shares_one_context_across_messages() {
+        let payloads: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"{{"op":0,"s":{i},"t":"X","d":"{}"}}"#,
+                    "y".repeat(i * 100)
+                )
+                .into_bytes()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let mut inflater = Inflater::new(Compression::ZlibStream, 1 << 20).expect("inflater");
+        for (frame, expected) in zlib_messages(&refs).iter().zip(&payloads) {
+            assert_eq!(inflater.push(frame).expect("inflates"), Some(&expected[..]));
+        }
+    }
+
+    #[test]
+    fn zlib_stream_buffers_until_the_suffix() {
+        let payload = "z".repeat(100_000);
+        let frames = zlib_messages(&[payload.as_bytes()]);
+        let frame = &frames[0];
+        let mut inflater = Inflater::new(Compression::ZlibStream, 1 << 20).expect("inflater");
+        let (head, tail) = frame.split_at(frame.len() / 2);
+        assert_eq!(inflater.push(head).expect("buffers"), None);
+        assert_eq!(
+            inflater.push(tail).expect("inflates"),
+            Some(payload.as_bytes())
+        );
+    }
+
+    #[test]
+    fn zlib_large_message_grows_the_buffer() {
+        let payload: String = (0..5 * 1024 * 1024)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let frames = zlib_messages(&[payload.as_bytes()]);
+        let mut inflater = Inflater::new(Compression::ZlibStream, 8 << 20).expect("inflater");
+        assert_eq!(
+            inflater
+                .push(&frames[0])
+                .expect("inflates")
+                .map(<[u8]>::len),
+            Some(payload.len())
+        );
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused() {
+        let bomb = vec![b'0'; 10 << 20];
+        for frames in [zlib_messages(&[&bomb]), zstd_messages(&[&bomb])] {
+            assert!(frames[0].len() < 64 * 1024, "a small frame");
+            let kind = if frames[0].starts_with(&[0x78]) {
+                Compression::ZlibStream
+            } else {
+                Compression::ZstdStream
+            };
+            let mut inflater = Inflater::new(kind, 1 << 20).expect("inflater");
+            assert!(matches!(
+                inflater.push(&frames[0]),
+                Err(InflateError::TooLarge { max: 1_048_576 })
+            ));
+        }
+    }
+
+    #[test]
+    fn corrupt_zlib_is_an_error() {
+        let frames = zlib_messages(&[b"hello", b"world"]);
+        let mut inflater = Inflater::new(Compression::ZlibStream, 1 << 20).expect("inflater");
+        inflater.push(&frames[0]).expect("first is fine");
+        let mut corrupt = frames[1].clone();
+        let body = corrupt.len() - 4;
+        for byte in corrupt.iter_mut().take(body) {
+            *byte ^= 0x5a;
+        }
+        let result = inflater.push(&corrupt).map(|o| o.map(<[u8]>::to_vec));
+        assert!(
+            !matches!(result, Ok(Some(ref out)) if out == b"world"),
+            "corruption must not pass unnoticed: {result:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_for_both() {
+        for kind in [Compression::ZlibStream, Compression::ZstdStream] {
+            let mut inflater = Inflater::new(kind, 1 << 20).expect("inflater");
+            let garbage = [0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x00, 0xff, 0xff];
+            assert!(inflater.push(&garbage).is_err(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn zstd_stream_messages_inflate_one_by_one() {
+        let payloads: Vec<Vec<u8>> = (0..20)
+            .map(|i| format!(r#"{{"op":0,"s":{i},"d":"{}"}}"#, "q".repeat(i * 500)).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let mut inflater = Inflater::new(Compression::ZstdStream, 1 << 20).expect("inflater");
+        for (frame, expected) in zstd_messages(&refs).iter().zip(&payloads) {
+            assert_eq!(inflater.push(frame).expect("inflates"), Some(&expected[..]));
+        }
+    }
+
+    #[test]
+    fn plain_passes_through() {
+        let mut inflater = Inflater::new(Compression::None, 10).expect("inflater");
+        assert!(!inflater.is_compressed());
+        assert_eq!(inflater.push(b"abc").expect("plain"), Some(&b"abc"[..]));
+    }
+}

@@ -1,0 +1,547 @@
+//! Reading and writing the socket, and carrying out the machine's actions.
+
+use super::Shard;
+use crate::{
+    delivery::Gated,
+    error::ShardStartError,
+    event::{Dispatch, GatewayEvent},
+    inflate::Inflater,
+    machine::{Action, ConnectTarget, RESUMABLE_CLOSE},
+    ratelimit::{CommandRateLimiter, Permit},
+    transport::{self, Connection, FrameStream},
+};
+use actix::{
+    ActorContext as _, ActorFutureExt as _, AsyncContext as _, Context, Message, StreamHandler,
+    WrapFuture as _,
+};
+use actix_http::ws::{Frame, Item, ProtocolError};
+use discore_protocol::{Envelope, OpCode, commands};
+use futures_util::{StreamExt as _, stream};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use twilight_model::gateway::event::EventType;
+
+/// One item read from a connection: a frame, or the end of the stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Inbound {
+    generation: u64,
+    frame: Option<Result<Frame, ProtocolError>>,
+}
+
+#[derive(Deserialize)]
+struct HelloData {
+    heartbeat_interval: u64,
+}
+
+/// The part of READY the shard itself needs.
+#[derive(Deserialize)]
+struct ReadyData {
+    session_id: String,
+    #[serde(default)]
+    resume_gateway_url: Option<String>,
+    #[serde(default)]
+    guilds: Vec<serde::de::IgnoredAny>,
+}
+
+impl Shard {
+    /// Carries out everything the machine asked for, then re-arms the timer.
+    pub(super) fn run_actions(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Connect { delay, target } => self.schedule_connect(delay, target, ctx),
+                Action::Close { code } => self.close_connection(code, ctx),
+                Action::SendHeartbeat(sequence) => {
+                    log::trace!("shard {}: heartbeat {sequence:?}", self.id);
+                    self.send_control(commands::heartbeat(sequence));
+                }
+                Action::RequestIdentify => self.request_identify(ctx),
+                Action::SendResume {
+                    session_id,
+                    sequence,
+                } => match commands::resume(&self.token, &session_id, sequence) {
+                    Ok(frame) => {
+                        log::debug!("shard {}: resuming at sequence {sequence}", self.id);
+                        self.send_control(frame);
+                    }
+                    Err(error) => {
+                        log::error!("shard {}: resume failed to encode: {error}", self.id)
+                    }
+                },
+                Action::FlushCommands => self.flush_commands(ctx),
+                Action::Notify(event) => self.notify(event, ctx),
+            }
+        }
+        self.check_start_attempts(ctx);
+        self.rearm_timer(ctx);
+    }
+
+    /// Gives up a `start()` that cannot reach the gateway at all.
+    fn check_start_attempts(&mut self, ctx: &mut Context<Self>) {
+        let attempts = self.machine.consecutive_failures();
+        if self.start_waiter.is_some() && attempts >= self.config.start_attempts {
+            log::error!(
+                "shard {}: gateway unreachable after {attempts} attempts",
+                self.id
+            );
+            self.resolve_start(Err(ShardStartError::Unreachable { attempts }));
+            ctx.stop();
+        }
+    }
+
+    fn rearm_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self.machine.next_deadline();
+        if let (Some((armed, _)), Some(next)) = (&self.timer, next)
+            && *armed == next
+        {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(next) = next {
+            let delay = next.saturating_duration_since(Instant::now());
+            let handle = ctx.run_later(delay, |shard, ctx| {
+                shard.timer = None;
+                shard
+                    .machine
+                    .on_timer(Instant::now(), shard.credits.exhausted());
+                shard.run_actions(ctx);
+            });
+            self.timer = Some((next, handle));
+        }
+    }
+
+    fn schedule_connect(
+        &mut self,
+        delay: Duration,
+        target: ConnectTarget,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(task) = self.connect_task.take() {
+            ctx.cancel_future(task);
+        }
+        if delay.is_zero() {
+            self.open_connection(target, ctx);
+        } else {
+            log::debug!("shard {}: reconnecting in {delay:?}", self.id);
+            let task = ctx.run_later(delay, move |shard, ctx| {
+                shard.connect_task = None;
+                shard.open_connection(target, ctx);
+            });
+            self.connect_task = Some(task);
+        }
+    }
+
+    fn open_connection(&mut self, target: ConnectTarget, ctx: &mut Context<Self>) {
+        let resume_url = match target {
+            ConnectTarget::ResumeUrl => self.machine.session().and_then(|s| s.resume_url.clone()),
+            ConnectTarget::DiscoveryUrl => None,
+        };
+        let version = self.config.api_version;
+        let compression = self.config.compression;
+        let url = resume_url
+            .and_then(
+                |base| match transport::gateway_url(&base, version, compression) {
+                    Ok(url) => Some(url),
+                    Err(error) => {
+                        log::warn!(
+                            "shard {}: unusable resume url ({error}), using discovery",
+                            self.id
+                        );
+                        None
+                    }
+                },
+            )
+            .map_or_else(
+                || transport::gateway_url(&self.config.gateway_url, version, compression),
+                Ok,
+            );
+        let url = match url {
+            Ok(url) => url,
+            Err(error) => {
+                log::error!("shard {}: invalid gateway url: {error}", self.id);
+                self.resolve_start(Err(ShardStartError::InvalidGatewayUrl(error)));
+                ctx.stop();
+                return;
+            }
+        };
+        let tls = match self
+            .config
+            .tls
+            .clone()
+            .map_or_else(transport::default_tls, Ok)
+        {
+            Ok(tls) => tls,
+            Err(error) => {
+                log::error!("shard {}: TLS setup failed: {error}", self.id);
+                self.machine.on_connect_failed();
+                self.run_actions(ctx);
+                return;
+            }
+        };
+        log::debug!("shard {}: connecting to {url}", self.id);
+        let connect = transport::connect(
+            url,
+            tls,
+            self.config.connect_timeout,
+            self.config.max_inbound_message_size,
+        );
+        let task = ctx.spawn(connect.into_actor(self).map(|result, shard, ctx| {
+            shard.connect_task = None;
+            match result {
+                Ok((connection, frames)) => shard.on_connected(connection, frames, ctx),
+                Err(error) => {
+                    log::warn!("shard {}: connection failed: {}", shard.id, error.0);
+                    shard.machine.on_connect_failed();
+                    shard.run_actions(ctx);
+                }
+            }
+        }));
+        self.connect_task = Some(task);
+    }
+
+    fn on_connected(
+        &mut self,
+        connection: Connection,
+        frames: FrameStream,
+        ctx: &mut Context<Self>,
+    ) {
+        let inflater = match Inflater::new(
+            self.config.compression,
+            self.config.max_inbound_message_size,
+        ) {
+            Ok(inflater) => inflater,
+            Err(error) => {
+                log::error!("shard {}: decompressor setup failed: {error}", self.id);
+                connection.close(RESUMABLE_CLOSE);
+                self.machine.on_connect_failed();
+                self.run_actions(ctx);
+                return;
+            }
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let items = frames
+            .map(move |frame| Inbound {
+                generation,
+                frame: Some(frame),
+            })
+            .chain(stream::iter([Inbound {
+                generation,
+                frame: None,
+            }]));
+        self.reader = Some(ctx.add_stream(Gated::new(items, Arc::clone(&self.credits))));
+        self.connection = Some(connection);
+        self.inflater = Some(inflater);
+        self.fragments = None;
+        self.limiter.reset();
+        self.machine.on_connected(Instant::now());
+        self.run_actions(ctx);
+    }
+
+    /// Closes the current connection (the machine decided to).
+    fn close_connection(&mut self, code: u16, ctx: &mut Context<Self>) {
+        if let Some(connection) = self.connection.take() {
+            connection.close(code);
+        }
+        self.drop_reader(ctx);
+    }
+
+    fn drop_reader(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            ctx.cancel_future(reader);
+        }
+        // Frames already read from the old connection are ignored.
+        self.generation += 1;
+        self.inflater = None;
+        self.fragments = None;
+    }
+
+    /// The connection ended on the server's side or in a transport error.
+    fn connection_lost(&mut self, code: Option<u16>, ctx: &mut Context<Self>) {
+        self.connection = None;
+        self.drop_reader(ctx);
+        self.machine.on_closed(code);
+        self.run_actions(ctx);
+    }
+
+    /// Something unusable arrived: reconnect (and resume) on a fresh connection.
+    fn protocol_error(&mut self, reason: &str, new_session: bool, ctx: &mut Context<Self>) {
+        log::warn!("shard {}: {reason}; reconnecting", self.id);
+        self.machine.on_protocol_error(new_session);
+        self.run_actions(ctx);
+    }
+
+    fn send_control(&mut self, frame: String) {
+        if let Some(connection) = &self.connection {
+            self.limiter.record_control(Instant::now());
+            connection.send_text(frame);
+        }
+    }
+
+    fn request_identify(&mut self, ctx: &mut Context<Self>) {
+        if self.identify_task.is_some() {
+            return;
+        }
+        let permit = self.queue.acquire(self.id);
+        let task = ctx.spawn(permit.into_actor(self).map(|(), shard, ctx| {
+            shard.identify_task = None;
+            shard.send_identify();
+            shard.run_actions(ctx);
+        }));
+        self.identify_task = Some(task);
+    }
+
+    fn send_identify(&mut self) {
+        if !self.machine.identify_permitted() || self.connection.is_none() {
+            return;
+        }
+        let identify = commands::Identify {
+            token: &self.token,
+            shard: self.id,
+            intents: self.config.intents,
+            large_threshold: self.config.large_threshold,
+            properties: &self.config.properties,
+            presence: self.presence.as_ref(),
+        };
+        match identify.encode() {
+            Ok(frame) => {
+                log::debug!("shard {}: identifying", self.id);
+                self.stats.identifies += 1;
+                self.send_control(frame);
+            }
+            Err(error) => log::error!("shard {}: identify failed to encode: {error}", self.id),
+        }
+    }
+
+    /// Sends queued commands while the session is active and the limiter lets them.
+    pub(super) fn flush_commands(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_timer.is_some() {
+            return;
+        }
+        while matches!(self.machine.state(), crate::machine::ShardState::Active) {
+            let (Some(connection), Some(command)) = (&self.connection, self.commands.front())
+            else {
+                return;
+            };
+            let now = Instant::now();
+            match self.limiter.try_command(now, command.is_presence) {
+                Permit::Granted => {
+                    if let Some(command) = self.commands.pop_front() {
+                        connection.send_text(command.frame);
+                    }
+                }
+                Permit::RetryAt(at) => {
+                    let timer = ctx.run_later(at.saturating_duration_since(now), |shard, ctx| {
+                        shard.flush_timer = None;
+                        shard.flush_commands(ctx);
+                    });
+                    self.flush_timer = Some(timer);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        match frame {
+            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_message(&bytes, ctx),
+            Frame::Continuation(item) => self.on_continuation(item, ctx),
+            Frame::Ping(payload) => {
+                if let Some(connection) = &self.connection {
+                    connection.pong(payload);
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(reason) => {
+                let code = reason.map(|reason| u16::from(reason.code));
+                self.connection_lost(code, ctx);
+            }
+        }
+    }
+
+    fn on_continuation(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let max = self.config.max_inbound_message_size;
+        let (bytes, last) = match item {
+            Item::FirstText(bytes) | Item::FirstBinary(bytes) => {
+                self.fragments = Some(Vec::with_capacity(bytes.len() * 2));
+                (bytes, false)
+            }
+            Item::Continue(bytes) => (bytes, false),
+            Item::Last(bytes) => (bytes, true),
+        };
+        let Some(buffer) = &mut self.fragments else {
+            self.protocol_error("continuation frame without a first frame", false, ctx);
+            return;
+        };
+        if buffer.len() + bytes.len() > max {
+            self.fragments = None;
+            self.protocol_error(&format!("message over the {max}-byte maximum"), false, ctx);
+            return;
+        }
+        buffer.extend_from_slice(&bytes);
+        if last && let Some(message) = self.fragments.take() {
+            self.on_message(&message, ctx);
+        }
+    }
+
+    fn on_message(&mut self, message: &[u8], ctx: &mut Context<Self>) {
+        self.stats.inbound_bytes += message.len() as u64;
+        let Some(mut inflater) = self.inflater.take() else {
+            return;
+        };
+        let generation = self.generation;
+        match inflater.push(message) {
+            Ok(Some(payload)) => self.on_payload(payload, ctx),
+            Ok(None) => {}
+            Err(error) => self.protocol_error(&error.to_string(), false, ctx),
+        }
+        // Put the context back unless the connection changed meanwhile.
+        if self.generation == generation {
+            self.inflater = Some(inflater);
+        }
+    }
+
+    fn on_payload(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            self.protocol_error("payload is not UTF-8", false, ctx);
+            return;
+        };
+        let envelope = match Envelope::peek(text) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.protocol_error(&error.to_string(), false, ctx);
+                return;
+            }
+        };
+        let now = Instant::now();
+        match envelope.op {
+            OpCode::Dispatch => self.on_dispatch(&envelope, ctx),
+            OpCode::Heartbeat => self.machine.on_heartbeat_request(now),
+            OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(now),
+            OpCode::Reconnect => {
+                log::info!("shard {}: the gateway asked to reconnect", self.id);
+                self.machine.on_reconnect_request();
+            }
+            OpCode::InvalidSession => {
+                let resumable = envelope.data_as::<bool>().unwrap_or(false);
+                log::info!(
+                    "shard {}: invalid session (resumable: {resumable})",
+                    self.id
+                );
+                self.machine.on_invalid_session(resumable);
+            }
+            OpCode::Hello => match envelope.data_as::<HelloData>() {
+                Ok(hello) if hello.heartbeat_interval > 0 => {
+                    let interval = Duration::from_millis(hello.heartbeat_interval);
+                    self.limiter.set_reserved(CommandRateLimiter::reserve_for(
+                        interval,
+                        self.config.send_window,
+                    ));
+                    self.machine.on_hello(interval, now);
+                }
+                _ => {
+                    self.protocol_error("Hello without a valid heartbeat interval", false, ctx);
+                    return;
+                }
+            },
+            other => log::debug!("shard {}: ignoring {other}", self.id),
+        }
+        self.run_actions(ctx);
+    }
+
+    fn on_dispatch(&mut self, envelope: &Envelope<'_>, ctx: &mut Context<Self>) {
+        let name = envelope.event_name.as_deref().unwrap_or_default();
+        let Some(sequence) = envelope.sequence else {
+            self.protocol_error(&format!("dispatch {name} without a sequence"), false, ctx);
+            return;
+        };
+        match name {
+            "READY" => {
+                let ready = envelope.data_as::<ReadyData>();
+                let Ok(ready) = ready else {
+                    self.protocol_error("READY without a session id", true, ctx);
+                    return;
+                };
+                self.stats.guilds_expected = ready.guilds.len();
+                self.stats.guilds_loaded = 0;
+                self.machine
+                    .on_ready(sequence, ready.session_id, ready.resume_gateway_url);
+            }
+            "RESUMED" => self.machine.on_resumed(sequence),
+            _ => {
+                // A replay may overlap what was already delivered: deliver
+                // each sequence number of a session once.
+                if self
+                    .machine
+                    .last_sequence()
+                    .is_some_and(|last| sequence <= last)
+                {
+                    log::debug!("shard {}: skipping duplicate {name} #{sequence}", self.id);
+                    return;
+                }
+                self.machine.on_dispatch(sequence);
+                if name == "GUILD_CREATE" && self.stats.guilds_loaded < self.stats.guilds_expected {
+                    self.stats.guilds_loaded += 1;
+                }
+            }
+        }
+        self.stats.events += 1;
+        log::trace!("shard {}: {name} #{sequence}", self.id);
+        self.deliver(name, sequence, envelope.data);
+    }
+
+    fn deliver(&mut self, name: &str, sequence: u64, data: Option<&RawValue>) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let kind = EventType::try_from(name).ok();
+        if !self.subscribers.iter().any(|s| s.filter.wants(kind)) {
+            return;
+        }
+        let data = data.unwrap_or(RawValue::NULL);
+        let event = Arc::new(Dispatch::parse(name, kind, data));
+        let mut disconnected = false;
+        for subscriber in &self.subscribers {
+            if !subscriber.filter.wants(kind) {
+                continue;
+            }
+            if !subscriber.recipient.connected() {
+                disconnected = true;
+                continue;
+            }
+            subscriber.recipient.do_send(GatewayEvent {
+                shard: self.id,
+                sequence,
+                event: Arc::clone(&event),
+                _credit: self.credits.take(),
+            });
+        }
+        if disconnected {
+            self.subscribers.retain(|s| s.recipient.connected());
+        }
+    }
+}
+
+impl StreamHandler<Inbound> for Shard {
+    fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
+        if item.generation != self.generation {
+            return;
+        }
+        match item.frame {
+            Some(Ok(frame)) => self.on_frame(frame, ctx),
+            Some(Err(error)) => {
+                self.protocol_error(&format!("websocket error: {error}"), false, ctx)
+            }
+            None => self.connection_lost(None, ctx),
+        }
+    }
+
+    /// Streams end with an explicit item; the actor outlives each connection.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}

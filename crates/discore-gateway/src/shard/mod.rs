@@ -1,0 +1,260 @@
+//! The `Shard` actor: one Gateway connection.
+//!
+//! The actor does IO and plumbing only; every protocol decision is made by
+//! the [`Machine`]. `io.rs` reads and writes the socket, `messages.rs` holds
+//! what other actors can ask of a shard.
+
+mod io;
+mod messages;
+
+pub use messages::{
+    GetShardStatus, ShardStatus, Shutdown, Subscribe, SubscribeLifecycle, Unsubscribe,
+};
+
+use crate::{
+    config::ShardConfig,
+    delivery::Credits,
+    error::ShardStartError,
+    event::{EventFilter, GatewayEvent, ShardLifecycle},
+    identify::IdentifyQueue,
+    inflate::Inflater,
+    machine::{Lifecycle, Machine},
+    ratelimit::CommandRateLimiter,
+    transport::{self, Connection},
+};
+use actix::{Actor, Addr, Context, Recipient, SpawnHandle};
+use discore_protocol::{ShardId, Token};
+use std::{collections::VecDeque, fmt, sync::Arc, time::Instant};
+use tokio::sync::oneshot;
+use twilight_model::gateway::payload::outgoing::update_presence::UpdatePresencePayload;
+
+/// Discord's usual heartbeat interval, assumed until Hello tells the real one.
+const TYPICAL_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(41_250);
+
+/// One Discord Gateway connection (the seed guide's `Shard`).
+///
+/// ```no_run
+/// use discore_gateway::{Shard, ShardConfig};
+/// use discore_protocol::{Intents, ShardId, Token};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let token = Token::new(std::env::var("DISCORD_TOKEN")?)?;
+/// let shard = Shard::new(token, ShardId::new(0, 1), ShardConfig::new(Intents::GUILDS));
+/// let addr = shard.start().await?; // completes at the first READY
+/// # drop(addr);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Shard {
+    id: ShardId,
+    token: Token,
+    config: ShardConfig,
+    machine: Machine,
+    queue: Arc<dyn IdentifyQueue>,
+    /// The current connection, if open.
+    connection: Option<Connection>,
+    /// Counts connections, so frames of a closed one are recognised.
+    generation: u64,
+    reader: Option<SpawnHandle>,
+    inflater: Option<Inflater>,
+    /// A message arriving in continuation frames.
+    fragments: Option<Vec<u8>>,
+    /// The armed timer and its deadline.
+    timer: Option<(Instant, SpawnHandle)>,
+    connect_task: Option<SpawnHandle>,
+    identify_task: Option<SpawnHandle>,
+    flush_timer: Option<SpawnHandle>,
+    subscribers: Vec<Subscriber>,
+    lifecycle: Vec<Recipient<ShardLifecycle>>,
+    credits: Arc<Credits>,
+    commands: VecDeque<crate::command::EncodedCommand>,
+    limiter: CommandRateLimiter,
+    /// The presence Identify sends: configured, then the last one set.
+    presence: Option<UpdatePresencePayload>,
+    start_waiter: Option<oneshot::Sender<Result<(), ShardStartError>>>,
+    stats: Stats,
+}
+
+struct Subscriber {
+    recipient: Recipient<GatewayEvent>,
+    filter: EventFilter,
+}
+
+/// Counters behind [`ShardStatus`].
+#[derive(Clone, Debug, Default)]
+struct Stats {
+    events: u64,
+    reconnects: u64,
+    resumes: u64,
+    identifies: u64,
+    last_close_code: Option<u16>,
+    guilds_expected: usize,
+    guilds_loaded: usize,
+    inbound_bytes: u64,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .field("state", &self.machine.state())
+            .field("subscribers", &self.subscribers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// A shard of a bot: `id` out of `id.total()` shards (the seed's
+    /// `new Shard(token, shardId, totalShards)`).
+    pub fn new(token: Token, id: ShardId, config: ShardConfig) -> Self {
+        let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+        let machine = Machine::new(config.machine.clone(), config.session.clone(), seed);
+        let limiter = CommandRateLimiter::new(
+            config.send_limit,
+            config.send_window,
+            // Hello will tell the real interval; until then assume Discord's usual.
+            CommandRateLimiter::reserve_for(TYPICAL_HEARTBEAT_INTERVAL, config.send_window),
+            config.presence_limit,
+            config.presence_window,
+        );
+        Self {
+            id,
+            token,
+            queue: config.identify_queue_or_default(),
+            credits: Credits::new(config.event_credits),
+            presence: config.presence.clone(),
+            config,
+            machine,
+            connection: None,
+            generation: 0,
+            reader: None,
+            inflater: None,
+            fragments: None,
+            timer: None,
+            connect_task: None,
+            identify_task: None,
+            flush_timer: None,
+            subscribers: Vec::new(),
+            lifecycle: Vec::new(),
+            commands: VecDeque::new(),
+            limiter,
+            start_waiter: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// This shard's id.
+    pub const fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Delivers the dispatches `filter` selects to `recipient`.
+    #[must_use]
+    pub fn subscribe(mut self, recipient: Recipient<GatewayEvent>, filter: EventFilter) -> Self {
+        self.subscribers.push(Subscriber { recipient, filter });
+        self
+    }
+
+    /// Tells `recipient` about connections, sessions, disconnects and failures.
+    #[must_use]
+    pub fn subscribe_lifecycle(mut self, recipient: Recipient<ShardLifecycle>) -> Self {
+        self.lifecycle.push(recipient);
+        self
+    }
+
+    /// Starts the shard on the current arbiter and waits for its first
+    /// handshake (READY, or RESUMED when started from a saved session), as
+    /// the seed's `StartAsync`. After that the shard reconnects and resumes
+    /// by itself; `Actor::start` starts it without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`ShardStartError`] when the gateway refuses the shard (with its
+    /// [`ShardFailureReason`](discore_protocol::ShardFailureReason)), the URL
+    /// is invalid, or every connection attempt failed.
+    pub async fn start(mut self) -> Result<Addr<Self>, ShardStartError> {
+        transport::gateway_url(
+            &self.config.gateway_url,
+            self.config.api_version,
+            self.config.compression,
+        )
+        .map_err(ShardStartError::InvalidGatewayUrl)?;
+        let (sender, receiver) = oneshot::channel();
+        self.start_waiter = Some(sender);
+        let addr = Actor::start(self);
+        match receiver.await {
+            Ok(Ok(())) => Ok(addr),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(ShardStartError::Stopped),
+        }
+    }
+
+    fn notify(&mut self, event: Lifecycle, ctx: &mut Context<Self>) {
+        match &event {
+            Lifecycle::Connected => log::debug!("shard {}: connected", self.id),
+            Lifecycle::Ready { .. } => {
+                log::info!("shard {}: ready", self.id);
+                self.resolve_start(Ok(()));
+            }
+            Lifecycle::Resumed => {
+                self.stats.resumes += 1;
+                log::info!("shard {}: resumed", self.id);
+                self.resolve_start(Ok(()));
+            }
+            Lifecycle::Reconnected { resumed } => {
+                self.stats.reconnects += 1;
+                log::info!("shard {}: reconnected (resumed: {resumed})", self.id);
+            }
+            Lifecycle::Disconnected { code, by_client } => {
+                if !by_client {
+                    self.stats.last_close_code = *code;
+                }
+                log::info!(
+                    "shard {}: disconnected (close code {code:?}, by {})",
+                    self.id,
+                    if *by_client { "discore" } else { "the gateway" }
+                );
+            }
+            Lifecycle::Failed(reason) => {
+                log::error!("shard {}: failed: {reason}", self.id);
+                if self.start_waiter.is_some() {
+                    self.resolve_start(Err(ShardStartError::Failed(*reason)));
+                    actix::ActorContext::stop(ctx);
+                }
+            }
+        }
+        let message = ShardLifecycle {
+            shard: self.id,
+            event,
+        };
+        self.lifecycle.retain(|recipient| recipient.connected());
+        for recipient in &self.lifecycle {
+            recipient.do_send(message.clone());
+        }
+    }
+
+    fn resolve_start(&mut self, result: Result<(), ShardStartError>) {
+        if let Some(waiter) = self.start_waiter.take() {
+            let _ = waiter.send(result);
+        }
+    }
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        log::debug!("shard {}: starting", self.id);
+        self.machine.start();
+        self.run_actions(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.resolve_start(Err(ShardStartError::Stopped));
+        if let Some(connection) = self.connection.take() {
+            // Stopped without a Shutdown: keep the session resumable.
+            connection.close(crate::machine::RESUMABLE_CLOSE);
+        }
+        log::debug!("shard {}: stopped", self.id);
+    }
+}
