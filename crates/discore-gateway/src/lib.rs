@@ -57,7 +57,8 @@ pub use identify::{IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
 pub use inflate::Compression;
 pub use machine::{Latency, Lifecycle, ShardState, StopMode};
 pub use shard::{
-    GetShardStatus, Shard, ShardStatus, Shutdown, Subscribe, SubscribeLifecycle, Unsubscribe,
+    ExitCause, GetShardStatus, Shard, ShardExited, ShardStatus, Shutdown, Subscribe,
+    SubscribeLifecycle, Unsubscribe,
 };
 pub use transport::tls_with_roots;
 pub use twilight_model::gateway::event::{DispatchEvent, EventType};

@@ -167,6 +167,7 @@ impl Handler<Shutdown> for Shard {
     /// Closes the connection (1000, or 4000 for a hand-off) and stops.
     fn handle(&mut self, Shutdown(mode): Shutdown, ctx: &mut Context<Self>) -> Option<Session> {
         let session = self.machine.stop(mode);
+        self.exit_cause = Some(super::ExitCause::Shutdown);
         self.run_actions(ctx);
         self.resolve_start(Err(crate::error::ShardStartError::Stopped));
         ctx.stop();

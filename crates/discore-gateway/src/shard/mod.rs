@@ -73,6 +73,35 @@ pub struct Shard {
     presence: Option<UpdatePresencePayload>,
     start_waiter: Option<oneshot::Sender<Result<(), ShardStartError>>>,
     stats: Stats,
+    /// Told when the actor is gone, however it ended.
+    exit: Option<Recipient<ShardExited>>,
+    /// Why the actor is stopping, when it chose to.
+    exit_cause: Option<ExitCause>,
+}
+
+/// A shard actor is gone: it was shut down, gave up starting, or was dropped
+/// after a panic. Carries the session so a supervisor can resume it.
+#[derive(Clone, Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct ShardExited {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its resumable session at the time, if any.
+    pub session: Option<discore_protocol::Session>,
+    /// Why it ended.
+    pub cause: ExitCause,
+}
+
+/// Why a shard actor ended.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum ExitCause {
+    /// A [`Shutdown`] message stopped it.
+    Shutdown,
+    /// `start()` failed.
+    StartFailed(ShardStartError),
+    /// It stopped without deciding to: a panic in the actor, or its arbiter
+    /// went away.
+    Crashed,
 }
 
 struct Subscriber {
@@ -140,6 +169,8 @@ impl Shard {
             limiter,
             start_waiter: None,
             stats: Stats::default(),
+            exit: None,
+            exit_cause: None,
         }
     }
 
@@ -159,6 +190,14 @@ impl Shard {
     #[must_use]
     pub fn subscribe_lifecycle(mut self, recipient: Recipient<ShardLifecycle>) -> Self {
         self.lifecycle.push(recipient);
+        self
+    }
+
+    /// Tells `recipient` when the actor is gone, however it ended (a
+    /// supervisor uses it to restart a crashed shard from its session).
+    #[must_use]
+    pub fn on_exit(mut self, recipient: Recipient<ShardExited>) -> Self {
+        self.exit = Some(recipient);
         self
     }
 
@@ -234,6 +273,10 @@ impl Shard {
     }
 
     fn resolve_start(&mut self, result: Result<(), ShardStartError>) {
+        if let Err(error) = &result {
+            self.exit_cause
+                .get_or_insert_with(|| ExitCause::StartFailed(error.clone()));
+        }
         if let Some(waiter) = self.start_waiter.take() {
             let _ = waiter.send(result);
         }
@@ -256,5 +299,17 @@ impl Actor for Shard {
             connection.close(crate::machine::RESUMABLE_CLOSE);
         }
         log::debug!("shard {}: stopped", self.id);
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        if let Some(exit) = self.exit.take() {
+            exit.do_send(ShardExited {
+                shard: self.id,
+                session: self.machine.session().cloned(),
+                cause: self.exit_cause.take().unwrap_or(ExitCause::Crashed),
+            });
+        }
     }
 }
