@@ -1,0 +1,29 @@
+//! Errors of the emulator's API.
+
+use std::time::Duration;
+
+/// Why an emulator operation failed. Never contains the token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MockError {
+    /// The configuration cannot work (e.g. an empty token).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The listener could not be bound.
+    #[error("could not bind the listener")]
+    Bind(#[source] std::io::Error),
+    /// No channel of the world has this id.
+    #[error("unknown channel {0}")]
+    UnknownChannel(u64),
+    /// No guild of the world has this id.
+    #[error("unknown guild {0}")]
+    UnknownGuild(u64),
+    /// The channel is not a text channel.
+    #[error("channel {0} is not a text channel")]
+    NotTextChannel(u64),
+}
+
+/// [`MockServer::wait_until`](crate::MockServer::wait_until) gave up.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("condition not met within {0:?}")]
+pub struct WaitTimeout(pub Duration);

@@ -1,0 +1,257 @@
+//! A dispatch ready to route: its name, its pre-encoded data, the variant
+//! with message content blanked, and the intent it needs (digest §12).
+
+use bytes::Bytes;
+use serde_json::Value;
+use std::sync::Arc;
+
+// Intent bits (digest §12).
+pub(crate) const GUILDS: u64 = 1;
+pub(crate) const GUILD_MEMBERS: u64 = 1 << 1;
+const GUILD_MODERATION: u64 = 1 << 2;
+const GUILD_EXPRESSIONS: u64 = 1 << 3;
+const GUILD_INTEGRATIONS: u64 = 1 << 4;
+const GUILD_WEBHOOKS: u64 = 1 << 5;
+const GUILD_INVITES: u64 = 1 << 6;
+pub(crate) const GUILD_VOICE_STATES: u64 = 1 << 7;
+pub(crate) const GUILD_PRESENCES: u64 = 1 << 8;
+pub(crate) const GUILD_MESSAGES: u64 = 1 << 9;
+const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
+const GUILD_MESSAGE_TYPING: u64 = 1 << 11;
+const DIRECT_MESSAGES: u64 = 1 << 12;
+const DIRECT_MESSAGE_REACTIONS: u64 = 1 << 13;
+const DIRECT_MESSAGE_TYPING: u64 = 1 << 14;
+pub(crate) const MESSAGE_CONTENT: u64 = 1 << 15;
+const GUILD_SCHEDULED_EVENTS: u64 = 1 << 16;
+const AUTO_MODERATION_CONFIGURATION: u64 = 1 << 20;
+const AUTO_MODERATION_EXECUTION: u64 = 1 << 21;
+const GUILD_MESSAGE_POLLS: u64 = 1 << 24;
+const DIRECT_MESSAGE_POLLS: u64 = 1 << 25;
+
+/// The intent an event needs, or 0 when it is always sent. `in_guild` picks
+/// between the guild and the direct-message intent of message events.
+pub(crate) fn required_intent(name: &str, in_guild: bool) -> u64 {
+    let pick = |guild: u64, direct: u64| if in_guild { guild } else { direct };
+    match name {
+        "GUILD_CREATE"
+        | "GUILD_UPDATE"
+        | "GUILD_DELETE"
+        | "GUILD_ROLE_CREATE"
+        | "GUILD_ROLE_UPDATE"
+        | "GUILD_ROLE_DELETE"
+        | "CHANNEL_CREATE"
+        | "CHANNEL_UPDATE"
+        | "CHANNEL_DELETE"
+        | "THREAD_CREATE"
+        | "THREAD_UPDATE"
+        | "THREAD_DELETE"
+        | "THREAD_LIST_SYNC"
+        | "THREAD_MEMBER_UPDATE"
+        | "THREAD_MEMBERS_UPDATE"
+        | "STAGE_INSTANCE_CREATE"
+        | "STAGE_INSTANCE_UPDATE"
+        | "STAGE_INSTANCE_DELETE"
+        | "VOICE_CHANNEL_STATUS_UPDATE"
+        | "VOICE_CHANNEL_START_TIME_UPDATE" => GUILDS,
+        "CHANNEL_PINS_UPDATE" => pick(GUILDS, DIRECT_MESSAGES),
+        "GUILD_MEMBER_ADD" | "GUILD_MEMBER_UPDATE" | "GUILD_MEMBER_REMOVE" => GUILD_MEMBERS,
+        "GUILD_AUDIT_LOG_ENTRY_CREATE" | "GUILD_BAN_ADD" | "GUILD_BAN_REMOVE" => GUILD_MODERATION,
+        "GUILD_EMOJIS_UPDATE"
+        | "GUILD_STICKERS_UPDATE"
+        | "GUILD_SOUNDBOARD_SOUND_CREATE"
+        | "GUILD_SOUNDBOARD_SOUND_UPDATE"
+        | "GUILD_SOUNDBOARD_SOUND_DELETE"
+        | "GUILD_SOUNDBOARD_SOUNDS_UPDATE" => GUILD_EXPRESSIONS,
+        "GUILD_INTEGRATIONS_UPDATE"
+        | "INTEGRATION_CREATE"
+        | "INTEGRATION_UPDATE"
+        | "INTEGRATION_DELETE" => GUILD_INTEGRATIONS,
+        "WEBHOOKS_UPDATE" => GUILD_WEBHOOKS,
+        "INVITE_CREATE" | "INVITE_DELETE" => GUILD_INVITES,
+        "VOICE_STATE_UPDATE" | "VOICE_CHANNEL_EFFECT_SEND" => GUILD_VOICE_STATES,
+        "PRESENCE_UPDATE" => GUILD_PRESENCES,
+        "MESSAGE_CREATE" | "MESSAGE_UPDATE" | "MESSAGE_DELETE" | "MESSAGE_DELETE_BULK" => {
+            pick(GUILD_MESSAGES, DIRECT_MESSAGES)
+        }
+        "MESSAGE_REACTION_ADD"
+        | "MESSAGE_REACTION_REMOVE"
+        | "MESSAGE_REACTION_REMOVE_ALL"
+        | "MESSAGE_REACTION_REMOVE_EMOJI" => {
+            pick(GUILD_MESSAGE_REACTIONS, DIRECT_MESSAGE_REACTIONS)
+        }
+        "TYPING_START" => pick(GUILD_MESSAGE_TYPING, DIRECT_MESSAGE_TYPING),
+        "GUILD_SCHEDULED_EVENT_CREATE"
+        | "GUILD_SCHEDULED_EVENT_UPDATE"
+        | "GUILD_SCHEDULED_EVENT_DELETE"
+        | "GUILD_SCHEDULED_EVENT_USER_ADD"
+        | "GUILD_SCHEDULED_EVENT_USER_REMOVE" => GUILD_SCHEDULED_EVENTS,
+        "AUTO_MODERATION_RULE_CREATE"
+        | "AUTO_MODERATION_RULE_UPDATE"
+        | "AUTO_MODERATION_RULE_DELETE" => AUTO_MODERATION_CONFIGURATION,
+        "AUTO_MODERATION_ACTION_EXECUTION" => AUTO_MODERATION_EXECUTION,
+        "MESSAGE_POLL_VOTE_ADD" | "MESSAGE_POLL_VOTE_REMOVE" => {
+            pick(GUILD_MESSAGE_POLLS, DIRECT_MESSAGE_POLLS)
+        }
+        _ => 0,
+    }
+}
+
+/// One dispatch, encoded once and shared by every session it goes to.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    pub(crate) name: Arc<str>,
+    pub(crate) data: Bytes,
+    /// `data` with message content blanked, for sessions without
+    /// MESSAGE_CONTENT; `None` when the content is exempt or absent.
+    pub(crate) blanked: Option<Bytes>,
+    /// Intent bits of which the session needs one; 0 for always.
+    pub(crate) intent: u64,
+    /// The guild it belongs to (routing); `None` goes to shard 0.
+    pub(crate) guild: Option<u64>,
+}
+
+impl Event {
+    /// Builds an event from JSON, deriving guild, intent and the blanked
+    /// variant from the data, as Discord would.
+    pub(crate) fn from_value(name: &str, data: &Value, bot_id: u64) -> Self {
+        let guild = data.get("guild_id").and_then(|g| {
+            g.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| g.as_u64())
+        });
+        let mut intent = required_intent(name, guild.is_some());
+        // GUILD_MEMBER_UPDATE about the bot itself comes without GUILD_MEMBERS.
+        if name == "GUILD_MEMBER_UPDATE"
+            && data.pointer("/user/id").and_then(Value::as_str) == Some(bot_id.to_string().as_str())
+        {
+            intent = 0;
+        }
+        let blanked = blank_content(name, data, bot_id).map(|v| Bytes::from(v.to_string()));
+        Self {
+            name: Arc::from(name),
+            data: Bytes::from(data.to_string()),
+            blanked,
+            intent,
+            guild,
+        }
+    }
+
+    /// An event that needs no intent and has no content to blank.
+    pub(crate) fn plain(name: &str, data: &Value, guild: Option<u64>) -> Self {
+        Self {
+            name: Arc::from(name),
+            data: Bytes::from(data.to_string()),
+            blanked: None,
+            intent: 0,
+            guild,
+        }
+    }
+
+    /// Whether a session with `intents` receives it.
+    pub(crate) fn allowed(&self, intents: u64) -> bool {
+        self.intent == 0 || intents & self.intent != 0
+    }
+
+    /// The data a session with `intents` receives.
+    pub(crate) fn data_for(&self, intents: u64) -> &Bytes {
+        match &self.blanked {
+            Some(blanked) if intents & MESSAGE_CONTENT == 0 => blanked,
+            _ => &self.data,
+        }
+    }
+}
+
+/// The MESSAGE_CONTENT rule (digest §12): without the intent, `content`,
+/// `embeds`, `attachments` and `components` arrive empty and `poll` is
+/// omitted, except for the app's own messages, DMs, and messages that
+/// mention the app. Returns the blanked copy, or `None` when exempt.
+pub(crate) fn blank_content(name: &str, data: &Value, bot_id: u64) -> Option<Value> {
+    let bot = bot_id.to_string();
+    match name {
+        "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
+            let in_guild = data.get("guild_id").is_some_and(|g| !g.is_null());
+            let own = data.pointer("/author/id").and_then(Value::as_str) == Some(bot.as_str());
+            let mentioned = data
+                .get("mentions")
+                .and_then(Value::as_array)
+                .is_some_and(|m| {
+                    m.iter()
+                        .any(|u| u.get("id").and_then(Value::as_str) == Some(bot.as_str()))
+                });
+            if !in_guild || own || mentioned {
+                return None;
+            }
+            let mut copy = data.clone();
+            let map = copy.as_object_mut()?;
+            for (key, empty) in [
+                ("content", Value::String(String::new())),
+                ("embeds", Value::Array(Vec::new())),
+                ("attachments", Value::Array(Vec::new())),
+                ("components", Value::Array(Vec::new())),
+            ] {
+                if map.contains_key(key) {
+                    map.insert(key.to_owned(), empty);
+                }
+            }
+            map.remove("poll");
+            Some(copy)
+        }
+        "AUTO_MODERATION_ACTION_EXECUTION" => {
+            let mut copy = data.clone();
+            let map = copy.as_object_mut()?;
+            map.insert("content".to_owned(), Value::String(String::new()));
+            if map.contains_key("matched_content") {
+                map.insert("matched_content".to_owned(), Value::Null);
+            }
+            Some(copy)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_intents_depend_on_guild() {
+        assert_eq!(required_intent("MESSAGE_CREATE", true), GUILD_MESSAGES);
+        assert_eq!(required_intent("MESSAGE_CREATE", false), DIRECT_MESSAGES);
+        assert_eq!(required_intent("READY", true), 0);
+        assert_eq!(required_intent("INTERACTION_CREATE", true), 0);
+        assert_eq!(required_intent("SOMETHING_NEW", true), 0);
+    }
+
+    #[test]
+    fn content_blanked_unless_exempt() {
+        let message = json!({"guild_id": "1", "author": {"id": "5"}, "content": "hi", "embeds": [1], "mentions": [], "poll": {}});
+        let event = Event::from_value("MESSAGE_CREATE", &message, 9);
+        assert_eq!(event.intent, GUILD_MESSAGES);
+        let blanked: Value = serde_json::from_slice(event.data_for(GUILD_MESSAGES)).expect("json");
+        assert_eq!(blanked["content"], "");
+        assert_eq!(blanked["embeds"], json!([]));
+        assert!(blanked.get("poll").is_none());
+        let full: Value =
+            serde_json::from_slice(event.data_for(GUILD_MESSAGES | MESSAGE_CONTENT)).expect("json");
+        assert_eq!(full["content"], "hi");
+
+        let mention = json!({"guild_id": "1", "author": {"id": "5"}, "content": "hi", "mentions": [{"id": "9"}]});
+        assert!(blank_content("MESSAGE_CREATE", &mention, 9).is_none());
+        let own = json!({"guild_id": "1", "author": {"id": "9"}, "content": "hi"});
+        assert!(blank_content("MESSAGE_CREATE", &own, 9).is_none());
+        let dm = json!({"author": {"id": "5"}, "content": "hi"});
+        assert!(blank_content("MESSAGE_CREATE", &dm, 9).is_none());
+    }
+
+    #[test]
+    fn member_update_of_the_bot_needs_no_intent() {
+        let own = json!({"guild_id": "1", "user": {"id": "9"}});
+        assert_eq!(Event::from_value("GUILD_MEMBER_UPDATE", &own, 9).intent, 0);
+        let other = json!({"guild_id": "1", "user": {"id": "8"}});
+        assert_eq!(
+            Event::from_value("GUILD_MEMBER_UPDATE", &other, 9).intent,
+            GUILD_MEMBERS
+        );
+    }
+}

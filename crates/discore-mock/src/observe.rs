@@ -1,0 +1,378 @@
+//! What the emulator saw: connections, payloads, identifies, resumes,
+//! heartbeats and protocol violations, so tests assert "no violation"
+//! instead of guessing.
+
+use serde::Serialize;
+use std::{fmt, time::Duration};
+
+/// The id of one WebSocket connection, unique for the server's lifetime.
+#[derive(
+    Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection {}", self.0)
+    }
+}
+
+/// Transport compression of a connection (`compress` query parameter).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// No transport compression: JSON text frames.
+    #[default]
+    None,
+    /// `zlib-stream`: one zlib stream per connection, sync flush per message.
+    ZlibStream,
+    /// `zstd-stream`: one zstd frame per connection, flushed per message.
+    ZstdStream,
+}
+
+/// A protocol rule a client broke.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq, Serialize)]
+#[non_exhaustive]
+pub enum ViolationKind {
+    /// An Identify came sooner than `identify_window` after another in the
+    /// same `shard_id % max_concurrency` bucket (answered with op 9 false).
+    IdentifyConcurrencyExceeded,
+    /// An Identify came when the daily session start budget was spent.
+    SessionBudgetExhausted,
+    /// More payloads than the send limit in one window (closed 4008).
+    SendRateExceeded,
+    /// More presence updates than allowed in one window (dropped).
+    PresenceRateExceeded,
+    /// No heartbeat within the interval plus grace (connection closed).
+    HeartbeatMissed,
+    /// A heartbeat carried a sequence number the session never sent.
+    HeartbeatSequenceAhead,
+    /// A payload other than Heartbeat before Identify or Resume (closed 4003).
+    PayloadBeforeIdentify,
+    /// A payload over 4096 bytes (closed 4002).
+    PayloadTooLarge,
+    /// A payload that is not a JSON envelope (closed 4002).
+    MalformedPayload,
+    /// An opcode a client may not send (closed 4001).
+    UnknownOpcode,
+    /// A payload whose data does not fit its opcode (closed 4001).
+    InvalidPayload,
+    /// A second Identify or Resume on an authenticated connection (closed 4005).
+    AlreadyAuthenticated,
+    /// Identify or Resume with the wrong token (closed 4004).
+    AuthenticationFailed,
+    /// A Resume that did not use READY's `resume_gateway_url`.
+    ResumeOnDiscoveryUrl,
+    /// A Resume with a sequence beyond the last one sent.
+    InvalidSequence,
+    /// An all-members Request Guild Members for one guild within the window
+    /// (answered with RATE_LIMITED).
+    RequestGuildMembersRateLimited,
+    /// An all-members Request Guild Members without the GUILD_MEMBERS intent
+    /// (closed 4001).
+    MembersIntentRequired,
+}
+
+/// One violation, with where and when it happened.
+#[derive(Clone, Debug, Serialize)]
+pub struct Violation {
+    /// What rule was broken.
+    pub kind: ViolationKind,
+    /// The connection that broke it.
+    pub connection: Option<ConnectionId>,
+    /// The shard tuple `[id, total]` of that connection, when known.
+    pub shard: Option<[u32; 2]>,
+    /// Time since the server started.
+    pub at: Duration,
+    /// A human-readable detail (never the token).
+    pub detail: String,
+}
+
+/// One payload a client sent, as received.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceivedPayload {
+    /// The opcode, `None` when the payload was not a valid envelope.
+    pub op: Option<u8>,
+    /// The raw JSON text with the token replaced by `[redacted]`.
+    pub json: String,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
+/// How a connection ended.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionEnd {
+    /// The client sent a close frame (its code is in `close_received`).
+    ClientClosed,
+    /// The emulator sent a close frame (its code is in `close_sent`).
+    ServerClosed,
+    /// The TCP connection ended without a close frame from the client.
+    ClientDropped,
+    /// The emulator dropped TCP without a close frame (a fault, or a client
+    /// that did not read).
+    ServerDropped,
+}
+
+/// Everything about one WebSocket connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionRecord {
+    /// The connection id.
+    pub id: ConnectionId,
+    /// The URL path used, `/` or `/resume/`.
+    pub path: String,
+    /// Whether the path was READY's `resume_gateway_url`.
+    pub on_resume_url: bool,
+    /// The raw query string.
+    pub query: String,
+    /// The `v` query parameter, if it parsed.
+    pub version: Option<u8>,
+    /// Transport compression.
+    pub compression: Compression,
+    /// Time since the server started when the connection opened.
+    pub opened_at: Duration,
+    /// When it ended, if it did.
+    pub closed_at: Option<Duration>,
+    /// How it ended, if it did.
+    pub end: Option<ConnectionEnd>,
+    /// The shard tuple from Identify or from the resumed session.
+    pub shard: Option<[u32; 2]>,
+    /// The session identified or resumed on this connection.
+    pub session_id: Option<String>,
+    /// Payloads received (up to `max_recorded_payloads`).
+    pub received: Vec<ReceivedPayload>,
+    /// Payloads received in total, recorded or not.
+    pub received_count: u64,
+    /// Dispatches (op 0) written to this connection.
+    pub dispatches_sent: u64,
+    /// The close code the emulator sent.
+    pub close_sent: Option<u16>,
+    /// The close code the client sent.
+    pub close_received: Option<u16>,
+}
+
+impl ConnectionRecord {
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.end.is_none()
+    }
+
+    /// The opcodes received, in order.
+    pub fn received_ops(&self) -> Vec<Option<u8>> {
+        self.received.iter().map(|p| p.op).collect()
+    }
+}
+
+/// What became of an Identify.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifyOutcome {
+    /// READY was sent.
+    Accepted,
+    /// Op 9 false: the bucket's window had not passed.
+    ConcurrencyExceeded,
+    /// Op 9 false: the daily budget was spent.
+    BudgetExhausted,
+    /// The connection was closed with this code.
+    Closed(u16),
+}
+
+/// One Identify.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentifyRecord {
+    /// The connection it came on.
+    pub connection: ConnectionId,
+    /// `[shard_id, num_shards]` (`[0, 1]` when absent).
+    pub shard: [u32; 2],
+    /// `shard_id % max_concurrency`.
+    pub bucket: u32,
+    /// The intents asked for.
+    pub intents: u64,
+    /// Time since the server started.
+    pub at: Duration,
+    /// What happened.
+    pub outcome: IdentifyOutcome,
+}
+
+/// What became of a Resume.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeOutcome {
+    /// Missed dispatches were replayed, then RESUMED.
+    Resumed {
+        /// How many dispatches were replayed.
+        replayed: u64,
+    },
+    /// Op 9 false: the session is unknown, expired or cannot be replayed.
+    InvalidSession,
+    /// The connection was closed with this code.
+    Closed(u16),
+}
+
+/// One Resume.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResumeRecord {
+    /// The connection it came on.
+    pub connection: ConnectionId,
+    /// The session id sent.
+    pub session_id: String,
+    /// The `seq` sent.
+    pub seq: u64,
+    /// Whether it came on the resume URL.
+    pub on_resume_url: bool,
+    /// Time since the server started.
+    pub at: Duration,
+    /// What happened.
+    pub outcome: ResumeOutcome,
+}
+
+/// One heartbeat a client sent.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeartbeatRecord {
+    /// The connection it came on.
+    pub connection: ConnectionId,
+    /// Its `d`.
+    pub sequence: Option<u64>,
+    /// Whether the emulator acknowledged it.
+    pub acked: bool,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
+/// The state of one session as the emulator holds it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionRecord {
+    /// The session id.
+    pub id: String,
+    /// `[shard_id, num_shards]`.
+    pub shard: [u32; 2],
+    /// The intents of the Identify that created it.
+    pub intents: u64,
+    /// The last sequence number assigned.
+    pub sequence: u64,
+    /// The connection it is attached to, if any.
+    pub connection: Option<ConnectionId>,
+    /// Whether it can still be resumed (or is attached).
+    pub alive: bool,
+}
+
+/// One interaction callback received over REST.
+#[derive(Clone, Debug, Serialize)]
+pub struct InteractionCallbackRecord {
+    /// The interaction id from the path.
+    pub interaction_id: u64,
+    /// The interaction token from the path.
+    pub interaction_token: String,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
+/// One REST request.
+#[derive(Clone, Debug, Serialize)]
+pub struct RestRecord {
+    /// The HTTP method.
+    pub method: String,
+    /// The path, including the `/api/v10` prefix.
+    pub path: String,
+    /// The response status.
+    pub status: u16,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
+/// A snapshot of everything the emulator observed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Observed {
+    /// Every connection, in the order they opened.
+    pub connections: Vec<ConnectionRecord>,
+    /// Every Identify, in order.
+    pub identifies: Vec<IdentifyRecord>,
+    /// Every Resume, in order.
+    pub resumes: Vec<ResumeRecord>,
+    /// Every heartbeat, in order.
+    pub heartbeats: Vec<HeartbeatRecord>,
+    /// Every protocol violation, in order.
+    pub violations: Vec<Violation>,
+    /// Every session, alive or not.
+    pub sessions: Vec<SessionRecord>,
+    /// Interaction callbacks received over REST.
+    pub interaction_callbacks: Vec<InteractionCallbackRecord>,
+    /// REST requests.
+    pub rest_requests: Vec<RestRecord>,
+}
+
+impl Observed {
+    /// The record of one connection.
+    pub fn connection(&self, id: ConnectionId) -> Option<&ConnectionRecord> {
+        let index = self.connections.binary_search_by_key(&id, |c| c.id).ok()?;
+        self.connections.get(index)
+    }
+
+    /// The most recently opened connection.
+    pub fn last_connection(&self) -> Option<&ConnectionRecord> {
+        self.connections.last()
+    }
+
+    /// Connections whose shard id is `shard`.
+    pub fn connections_of_shard(&self, shard: u32) -> impl Iterator<Item = &ConnectionRecord> {
+        self.connections
+            .iter()
+            .filter(move |c| c.shard.is_some_and(|[id, _]| id == shard))
+    }
+
+    /// Identifies that started a session (READY sent).
+    pub fn identifies_total(&self) -> usize {
+        self.identifies
+            .iter()
+            .filter(|i| i.outcome == IdentifyOutcome::Accepted)
+            .count()
+    }
+
+    /// Resumes that succeeded.
+    pub fn resumes_total(&self) -> usize {
+        self.resumes
+            .iter()
+            .filter(|r| matches!(r.outcome, ResumeOutcome::Resumed { .. }))
+            .count()
+    }
+
+    /// Sessions of shard id `shard` attached to an open connection.
+    pub fn active_sessions(&self, shard: u32) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.alive && s.connection.is_some() && s.shard[0] == shard)
+            .count()
+    }
+
+    /// Violations of one kind.
+    pub fn violations_of(&self, kind: ViolationKind) -> impl Iterator<Item = &Violation> {
+        self.violations.iter().filter(move |v| v.kind == kind)
+    }
+
+    /// Whether any violation was recorded.
+    pub fn has_violations(&self) -> bool {
+        !self.violations.is_empty()
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.connections.iter().filter(|c| c.is_open()).count()
+    }
+
+    /// Dispatches written to all connections.
+    pub fn dispatches_sent(&self) -> u64 {
+        self.connections.iter().map(|c| c.dispatches_sent).sum()
+    }
+
+    pub(crate) fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut ConnectionRecord> {
+        let index = self.connections.binary_search_by_key(&id, |c| c.id).ok()?;
+        self.connections.get_mut(index)
+    }
+
+    pub(crate) fn session_mut(&mut self, id: &str) -> Option<&mut SessionRecord> {
+        self.sessions.iter_mut().rev().find(|s| s.id == id)
+    }
+}

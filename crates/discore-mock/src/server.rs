@@ -1,0 +1,513 @@
+//! The [`MockServer`] handle: start, URLs, control, observations, stop.
+
+use crate::{
+    config::MockConfig,
+    control::{Fault, Target},
+    error::{MockError, WaitTimeout},
+    event::Event,
+    observe::Observed,
+    payloads::{self, Author},
+    rest,
+    state::{Control, Delivery, Shared},
+    traffic::{self, TrafficConfig},
+    world::ChannelKind,
+};
+use actix_web::{App, HttpServer, dev::ServerHandle, web};
+use serde_json::Value;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, PoisonError},
+    time::{Duration, Instant},
+};
+use tokio::sync::oneshot;
+
+/// A running emulator. Cheap to clone; every clone controls the same server.
+///
+/// ```
+/// use discore_mock::{MockConfig, MockServer};
+///
+/// # actix_rt::System::new().block_on(async {
+/// let mock = MockServer::start(MockConfig::new().guilds(2)).await?;
+/// assert!(mock.gateway_url().starts_with("ws://127.0.0.1:"));
+/// assert_ne!(mock.gateway_url(), mock.resume_url());
+/// assert_eq!(mock.guild_ids().len(), 2);
+/// mock.stop().await;
+/// # Ok::<(), discore_mock::MockError>(())
+/// # }).expect("runs");
+/// ```
+#[derive(Clone)]
+pub struct MockServer {
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl std::fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServer")
+            .field("addr", &self.addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits for a flood to finish on every connection it went to.
+#[derive(Debug)]
+pub struct FloodHandle {
+    receivers: Vec<oneshot::Receiver<u64>>,
+}
+
+/// What a flood sent.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+pub struct FloodReport {
+    /// Connections that took part.
+    pub connections: usize,
+    /// MESSAGE_CREATE dispatches sent in total.
+    pub sent: u64,
+}
+
+impl FloodHandle {
+    /// Resolves when every connection has written its dispatches (or ended).
+    pub async fn finished(self) -> FloodReport {
+        let connections = self.receivers.len();
+        let mut sent = 0;
+        for receiver in self.receivers {
+            sent += receiver.await.unwrap_or(0);
+        }
+        FloodReport { connections, sent }
+    }
+}
+
+/// An interaction the emulator dispatched.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CreatedInteraction {
+    /// The interaction id (for `/interactions/{id}/{token}/callback`).
+    pub id: u64,
+    /// The interaction token.
+    pub token: String,
+    /// Where INTERACTION_CREATE went.
+    pub deliveries: Vec<Delivery>,
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(crate::gateway::upgrade))
+        .route("/resume", web::get().to(crate::gateway::upgrade))
+        .route("/resume/", web::get().to(crate::gateway::upgrade));
+    for version in ["/api/v10", "/api/v9"] {
+        cfg.service(
+            web::scope(version)
+                .configure(rest::routes)
+                .default_service(web::to(rest::not_found)),
+        );
+    }
+    cfg.service(web::scope("/_mock").configure(rest::control_routes));
+}
+
+impl MockServer {
+    /// Starts the emulator. Call it inside an actix system
+    /// (`#[actix_rt::main]`, `#[actix_rt::test]`): the server runs on it
+    /// and on `workers` threads of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`MockError::InvalidConfig`] for an unusable token,
+    /// [`MockError::Bind`] when the address cannot be bound.
+    pub async fn start(config: MockConfig) -> Result<Self, MockError> {
+        if let Err(e) = &config.token {
+            return Err(MockError::InvalidConfig(e.to_string()));
+        }
+        let bind = config.bind;
+        let workers = config.workers;
+        let shared = Arc::new(Shared::new(config));
+        let data = web::Data::new(Arc::clone(&shared));
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(2)
+            .client_disconnect_timeout(Duration::from_millis(250))
+            .max_connections(50_000)
+            .backlog(4096)
+            .bind(bind)
+            .map_err(MockError::Bind)?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| MockError::Bind(std::io::Error::other("no address bound")))?;
+        let _ = shared.addr.set(addr);
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        log::info!("discore-mock listening on {addr}");
+        Ok(Self { shared, handle })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared
+            .addr
+            .get()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The discovery URL (`/gateway`'s `url`): `ws://127.0.0.1:PORT/`.
+    pub fn gateway_url(&self) -> String {
+        self.shared.gateway_url()
+    }
+
+    /// READY's `resume_gateway_url`: `ws://127.0.0.1:PORT/resume/`. It
+    /// reaches the same server; resuming anywhere else is a violation.
+    pub fn resume_url(&self) -> String {
+        self.shared.resume_url()
+    }
+
+    /// The REST base: `http://127.0.0.1:PORT/api/v10` (`/api/v9` works too).
+    pub fn rest_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v10", self.shared.port())
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &MockConfig {
+        &self.shared.config
+    }
+
+    /// Stops the server: every connection is closed with 1001, then the
+    /// listener stops. Idempotent.
+    pub async fn stop(&self) {
+        self.stop_traffic();
+        let open = {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            let all = state.resolve(&Target::All);
+            state.send_control(&all, || Control::Shutdown)
+        };
+        if open > 0 {
+            let _ = self
+                .wait_until(Duration::from_secs(3), |o| o.open_connections() == 0)
+                .await;
+        }
+        // The gateway connections are closed already; a graceful stop would
+        // only wait (actix checks once a second) for sockets in teardown.
+        self.handle.stop(false).await;
+    }
+
+    /// A snapshot of everything observed so far.
+    pub fn observed(&self) -> Observed {
+        let mut state = self.shared.lock();
+        state.purge(Instant::now());
+        state.observed.clone()
+    }
+
+    /// Looks at the observations without copying them.
+    pub fn with_observed<R>(&self, f: impl FnOnce(&Observed) -> R) -> R {
+        let mut state = self.shared.lock();
+        state.purge(Instant::now());
+        f(&state.observed)
+    }
+
+    /// Waits until `condition` holds, checking every 5 ms, for at most
+    /// `timeout`. Tests use it instead of sleeping.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitTimeout`] when the condition still fails at the deadline.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&Observed) -> bool,
+    ) -> Result<(), WaitTimeout> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.with_observed(&mut condition) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(WaitTimeout(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    // ----- faults -----
+
+    /// Injects a fault into the connections `target` selects; returns how
+    /// many connections it reached.
+    pub fn fault(&self, target: &Target, fault: Fault) -> usize {
+        let state = self.shared.lock();
+        let ids = state.resolve(target);
+        state.send_control(&ids, || Control::Fault(fault.clone()))
+    }
+
+    /// Sends op 7 Reconnect.
+    pub fn reconnect(&self, target: &Target) -> usize {
+        self.fault(target, Fault::Reconnect)
+    }
+
+    /// Sends op 9 Invalid Session with `d = resumable`.
+    pub fn invalid_session(&self, target: &Target, resumable: bool) -> usize {
+        self.fault(target, Fault::InvalidSession { resumable })
+    }
+
+    /// Closes with `code`.
+    pub fn close(&self, target: &Target, code: u16) -> usize {
+        self.fault(target, Fault::Close { code, reason: None })
+    }
+
+    /// Drops TCP without a close frame.
+    pub fn drop_connection(&self, target: &Target) -> usize {
+        self.fault(target, Fault::DropTcp)
+    }
+
+    /// Stops (`false`) or resumes (`true`) acknowledging heartbeats.
+    pub fn set_heartbeat_acks(&self, target: &Target, enabled: bool) -> usize {
+        self.fault(target, Fault::HeartbeatAcks { enabled })
+    }
+
+    /// Sends op 1, asking for an immediate heartbeat.
+    pub fn request_heartbeat(&self, target: &Target) -> usize {
+        self.fault(target, Fault::RequestHeartbeat)
+    }
+
+    /// Holds all outbound frames for `duration`.
+    pub fn stall(&self, target: &Target, duration: Duration) -> usize {
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.fault(target, Fault::Stall { millis })
+    }
+
+    /// Sends a frame no decompressor accepts.
+    pub fn corrupt_next_frame(&self, target: &Target) -> usize {
+        self.fault(target, Fault::CorruptNextFrame)
+    }
+
+    /// Sends a text frame that is not JSON.
+    pub fn send_malformed_json(&self, target: &Target) -> usize {
+        self.fault(target, Fault::MalformedJson)
+    }
+
+    /// The next `count` connections get op 7 instead of Hello.
+    pub fn reconnect_instead_of_hello(&self, count: u32) {
+        self.shared.lock().reconnect_instead_of_hello = count;
+    }
+
+    /// Answers upgrades with 503 for `duration` (an outage). Open
+    /// connections are not touched; combine with [`close`](Self::close).
+    pub fn outage(&self, duration: Duration) {
+        self.shared.lock().outage_until = Some(Instant::now() + duration);
+    }
+
+    // ----- events -----
+
+    /// Dispatches an arbitrary event. With `target` `None` it goes where
+    /// Discord would send it: to the sessions owning `data.guild_id`, or
+    /// to shard 0 when there is none. Intents filter it (by its name) and
+    /// message content is blanked as for real events. Returns where it went
+    /// and the sequence number it got in each session.
+    pub fn dispatch(&self, target: Option<&Target>, event: &str, data: &Value) -> Vec<Delivery> {
+        let mut state = self.shared.lock();
+        let event = Event::from_value(event, data, state.world.bot_id);
+        state.route(&event, target, Instant::now())
+    }
+
+    /// Dispatches an event to the sessions owning `guild_id`.
+    pub fn dispatch_to_guild(&self, guild_id: u64, event: &str, data: &Value) -> Vec<Delivery> {
+        self.dispatch(Some(&Target::Guild(guild_id)), event, data)
+    }
+
+    /// Posts a message from a member into a text channel: MESSAGE_CREATE
+    /// goes to the shard owning the guild. `<@id>` in `content` mentions
+    /// the bot or a member. Returns the MESSAGE_CREATE data.
+    ///
+    /// # Errors
+    ///
+    /// [`MockError::UnknownChannel`] or [`MockError::NotTextChannel`].
+    pub fn post_message(
+        &self,
+        channel_id: u64,
+        content: &str,
+    ) -> Result<(Value, Vec<Delivery>), MockError> {
+        self.shared
+            .create_message(channel_id, content, Author::Member(0))
+    }
+
+    /// Dispatches INTERACTION_CREATE (a slash command by member 0) in a text
+    /// channel; its callback is then accepted once over REST.
+    ///
+    /// # Errors
+    ///
+    /// [`MockError::UnknownChannel`] or [`MockError::NotTextChannel`].
+    pub fn create_interaction(
+        &self,
+        channel_id: u64,
+        command: &str,
+        options: &Value,
+    ) -> Result<CreatedInteraction, MockError> {
+        self.shared.create_interaction(channel_id, command, options)
+    }
+
+    /// Adds guilds to the world. Shards that now hold more than
+    /// `max_guilds_per_shard` are closed with 4011 (their sessions are
+    /// gone), new Identifies for them get 4011, and `/gateway/bot`
+    /// recommends the new count. Returns the new guild ids.
+    pub fn add_guilds(&self, count: u64) -> Vec<u64> {
+        self.shared.lock().add_guilds(count)
+    }
+
+    /// Starts the traffic generator (replacing a running one).
+    pub fn start_traffic(&self, config: TrafficConfig) {
+        self.shared.start_traffic(config);
+    }
+
+    /// Stops the traffic generator.
+    pub fn stop_traffic(&self) {
+        self.shared.stop_traffic();
+    }
+
+    /// Sends `count` MESSAGE_CREATE dispatches to each selected connection
+    /// as fast as it reads them (pre-encoded, with increasing sequence
+    /// numbers, kept in the bounded replay buffer). Await
+    /// [`FloodHandle::finished`] for completion.
+    pub fn flood(&self, target: &Target, count: u64) -> FloodHandle {
+        let state = self.shared.lock();
+        let ids = state.resolve(target);
+        let mut receivers = Vec::new();
+        for id in ids {
+            if let Some(handle) = state.connections.get(&id) {
+                let (done, receiver) = oneshot::channel();
+                if handle.control.send(Control::Flood { count, done }).is_ok() {
+                    receivers.push(receiver);
+                }
+            }
+        }
+        FloodHandle { receivers }
+    }
+
+    // ----- the world -----
+
+    /// Ids of every guild, in creation order.
+    pub fn guild_ids(&self) -> Vec<u64> {
+        self.shared.lock().world.guilds.clone()
+    }
+
+    /// The bot's user id (also the application id).
+    pub fn bot_id(&self) -> u64 {
+        self.shared.lock().world.bot_id
+    }
+
+    /// Text channel ids of a guild.
+    pub fn text_channel_ids(&self, guild_id: u64) -> Vec<u64> {
+        let state = self.shared.lock();
+        let world = &state.world;
+        world.guild_index(guild_id).map_or_else(Vec::new, |g| {
+            (0..world.channels_per_guild())
+                .map(|k| world.channel_id(g, ChannelKind::Text(k)))
+                .collect()
+        })
+    }
+
+    /// The voice channel id of a guild.
+    pub fn voice_channel_id(&self, guild_id: u64) -> Option<u64> {
+        let state = self.shared.lock();
+        let g = state.world.guild_index(guild_id)?;
+        Some(state.world.channel_id(g, ChannelKind::Voice))
+    }
+
+    /// User ids of a guild's members (without the bot).
+    pub fn member_ids(&self, guild_id: u64) -> Vec<u64> {
+        let state = self.shared.lock();
+        let world = &state.world;
+        world.guild_index(guild_id).map_or_else(Vec::new, |g| {
+            (0..world.members_per_guild())
+                .map(|m| world.user_id(g, m))
+                .collect()
+        })
+    }
+
+    /// The shard count `/gateway/bot` recommends now.
+    pub fn recommended_shards(&self) -> u64 {
+        self.shared.lock().recommended_shards()
+    }
+
+    /// Session starts left in the daily budget.
+    pub fn session_starts_remaining(&self) -> u32 {
+        let mut state = self.shared.lock();
+        state.refresh_budget(Instant::now());
+        state.budget_remaining
+    }
+}
+
+impl Shared {
+    pub(crate) fn start_traffic(self: &Arc<Self>, config: TrafficConfig) {
+        let stop = traffic::start(Arc::clone(self), config);
+        *self.traffic.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
+    }
+
+    pub(crate) fn stop_traffic(&self) {
+        self.traffic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    pub(crate) fn create_message(
+        &self,
+        channel_id: u64,
+        content: &str,
+        author: Author,
+    ) -> Result<(Value, Vec<Delivery>), MockError> {
+        let mut state = self.lock();
+        let world = Arc::clone(&state.world);
+        let channel = world
+            .channel(channel_id)
+            .ok_or(MockError::UnknownChannel(channel_id))?;
+        if !matches!(channel.kind, ChannelKind::Text(_)) {
+            return Err(MockError::NotTextChannel(channel_id));
+        }
+        state.message_counter += 1;
+        let id = payloads::message_id(state.message_counter);
+        let data = payloads::message(
+            &world,
+            channel.guild,
+            channel.kind,
+            author,
+            content,
+            id,
+            true,
+        );
+        let event = Event::from_value("MESSAGE_CREATE", &data, world.bot_id);
+        let deliveries = state.route(&event, None, Instant::now());
+        Ok((data, deliveries))
+    }
+
+    pub(crate) fn create_interaction(
+        &self,
+        channel_id: u64,
+        command: &str,
+        options: &Value,
+    ) -> Result<CreatedInteraction, MockError> {
+        let mut state = self.lock();
+        let world = Arc::clone(&state.world);
+        let channel = world
+            .channel(channel_id)
+            .ok_or(MockError::UnknownChannel(channel_id))?;
+        let ChannelKind::Text(k) = channel.kind else {
+            return Err(MockError::NotTextChannel(channel_id));
+        };
+        state.interaction_counter += 1;
+        let id = payloads::interaction_id(state.interaction_counter);
+        let token = format!("mock-interaction.{}", payloads::hex_id(world.bot_id, id));
+        let data = payloads::interaction(&world, channel.guild, k, 0, id, &token, command, options);
+        let event = Event::from_value("INTERACTION_CREATE", &data, world.bot_id);
+        let deliveries = state.route(&event, None, Instant::now());
+        state.interactions.insert(
+            id,
+            crate::state::InteractionEntry {
+                token: token.clone(),
+                responded: false,
+            },
+        );
+        Ok(CreatedInteraction {
+            id,
+            token,
+            deliveries,
+        })
+    }
+}

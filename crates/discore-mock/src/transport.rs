@@ -1,0 +1,294 @@
+//! Server-side WebSocket frames and transport compression (digest §11).
+//!
+//! Frames are written straight into a byte buffer: a gateway message is
+//! given as a list of slices (envelope pieces around pre-encoded data), so a
+//! dispatch is never assembled twice. One compressor lives per connection.
+
+use crate::observe::Compression;
+use bytes::{BufMut, BytesMut};
+use flate2::{Compress, FlushCompress};
+use std::io;
+use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PONG: u8 = 0xA;
+
+/// zlib level 1 and zstd level 1: fast, so the emulator is never the
+/// bottleneck of a benchmark.
+const ZLIB_LEVEL: u32 = 1;
+const ZSTD_LEVEL: i32 = 1;
+
+/// Compression failed (a bug or memory exhaustion, never client input).
+#[derive(Debug, thiserror::Error)]
+#[error("transport compression failed: {0}")]
+pub(crate) struct EncodeError(String);
+
+fn header(out: &mut BytesMut, opcode: u8, len: usize) {
+    out.reserve(len + 10);
+    out.put_u8(0x80 | opcode);
+    if len < 126 {
+        out.put_u8(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.put_u8(126);
+        out.put_u16(len);
+    } else {
+        out.put_u8(127);
+        out.put_u64(len as u64);
+    }
+}
+
+enum Codec {
+    Plain,
+    Zlib(Box<Compress>),
+    Zstd(Box<zstd::stream::raw::Encoder<'static>>),
+}
+
+/// Encodes gateway messages into WebSocket frames for one connection.
+pub(crate) struct Encoder {
+    codec: Codec,
+    scratch: Vec<u8>,
+    zstd_out: Vec<u8>,
+}
+
+impl Encoder {
+    pub(crate) fn new(compression: Compression) -> io::Result<Self> {
+        let codec = match compression {
+            Compression::None => Codec::Plain,
+            Compression::ZlibStream => Codec::Zlib(Box::new(Compress::new(
+                flate2::Compression::new(ZLIB_LEVEL),
+                true,
+            ))),
+            Compression::ZstdStream => {
+                Codec::Zstd(Box::new(zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?))
+            }
+        };
+        Ok(Self {
+            codec,
+            scratch: Vec::new(),
+            zstd_out: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Writes one gateway message, the concatenation of `parts`, as one frame.
+    pub(crate) fn message(
+        &mut self,
+        parts: &[&[u8]],
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        match &mut self.codec {
+            Codec::Plain => {
+                let len = parts.iter().map(|p| p.len()).sum();
+                header(out, OP_TEXT, len);
+                for part in parts {
+                    out.extend_from_slice(part);
+                }
+            }
+            Codec::Zlib(compress) => {
+                self.scratch.clear();
+                for part in parts {
+                    deflate(compress, part, &mut self.scratch, false)?;
+                }
+                deflate(compress, &[], &mut self.scratch, true)?;
+                header(out, OP_BINARY, self.scratch.len());
+                out.extend_from_slice(&self.scratch);
+            }
+            Codec::Zstd(encoder) => {
+                self.scratch.clear();
+                for part in parts {
+                    let mut input = InBuffer::around(part);
+                    for _ in 0..100_000 {
+                        if input.pos() >= part.len() {
+                            break;
+                        }
+                        let mut output = OutBuffer::around(&mut self.zstd_out[..]);
+                        encoder
+                            .run(&mut input, &mut output)
+                            .map_err(|e| EncodeError(e.to_string()))?;
+                        let written = output.pos();
+                        self.scratch.extend_from_slice(&self.zstd_out[..written]);
+                    }
+                }
+                for _ in 0..100_000 {
+                    let mut output = OutBuffer::around(&mut self.zstd_out[..]);
+                    let remaining = encoder
+                        .flush(&mut output)
+                        .map_err(|e| EncodeError(e.to_string()))?;
+                    let written = output.pos();
+                    self.scratch.extend_from_slice(&self.zstd_out[..written]);
+                    if remaining == 0 {
+                        break;
+                    }
+                }
+                header(out, OP_BINARY, self.scratch.len());
+                out.extend_from_slice(&self.scratch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes bytes no decompressor (and no JSON parser) accepts.
+    pub(crate) fn garbage(&self, out: &mut BytesMut) {
+        // 0xFF starts a deflate block of the reserved type 3, a zstd block of
+        // the reserved type 3, and is not valid UTF-8 either.
+        let mut bytes = vec![0xFF; 16];
+        if matches!(self.codec, Codec::Zlib(_)) {
+            bytes.extend_from_slice(&[0x00, 0x00, 0xFF, 0xFF]);
+        }
+        header(out, OP_BINARY, bytes.len());
+        out.extend_from_slice(&bytes);
+    }
+}
+
+fn deflate(
+    compress: &mut Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    sync: bool,
+) -> Result<(), EncodeError> {
+    let flush = if sync {
+        FlushCompress::Sync
+    } else {
+        FlushCompress::None
+    };
+    for _ in 0..100_000 {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(input.len().max(4096));
+        }
+        let before = compress.total_in();
+        compress
+            .compress_vec(input, out, flush)
+            .map_err(|e| EncodeError(e.to_string()))?;
+        let consumed = usize::try_from(compress.total_in() - before).unwrap_or(input.len());
+        input = &input[consumed.min(input.len())..];
+        // Done when the input is consumed and, for a flush, the output had
+        // room left (so the flush marker is out).
+        if input.is_empty() && (!sync || out.len() < out.capacity()) {
+            return Ok(());
+        }
+    }
+    Err(EncodeError("deflate made no progress".to_owned()))
+}
+
+/// A close frame: code then a reason of at most 123 bytes.
+pub(crate) fn close_frame(code: u16, reason: &str, out: &mut BytesMut) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    header(out, OP_CLOSE, 2 + end);
+    out.put_u16(code);
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+}
+
+/// A pong answering a ping.
+pub(crate) fn pong_frame(payload: &[u8], out: &mut BytesMut) {
+    let payload = &payload[..payload.len().min(125)];
+    header(out, OP_PONG, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the decimal digits of `n` (no allocation).
+pub(crate) fn write_u64(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Decompress, FlushDecompress};
+
+    fn payload(frame: &[u8]) -> &[u8] {
+        match frame[1] {
+            126 => &frame[4..],
+            127 => &frame[10..],
+            _ => &frame[2..],
+        }
+    }
+
+    #[test]
+    fn plain_frames_carry_the_parts() {
+        let mut encoder = Encoder::new(Compression::None).expect("encoder");
+        let mut out = BytesMut::new();
+        encoder
+            .message(&[b"{\"op\":", b"11}"], &mut out)
+            .expect("encode");
+        assert_eq!(&out[..], b"\x81\x09{\"op\":11}");
+        let big = vec![b'x'; 70_000];
+        let mut out = BytesMut::new();
+        encoder.message(&[&big], &mut out).expect("encode");
+        assert_eq!(out[1], 127);
+        assert_eq!(payload(&out).len(), 70_000);
+    }
+
+    #[test]
+    fn zlib_messages_end_with_sync_marker_and_inflate_with_one_context() {
+        let mut encoder = Encoder::new(Compression::ZlibStream).expect("encoder");
+        let mut inflate = Decompress::new(true);
+        for i in 0..50 {
+            let text = format!("{{\"op\":0,\"s\":{i},\"d\":\"{}\"}}", "abc".repeat(i * 100));
+            let mut out = BytesMut::new();
+            encoder
+                .message(&[text.as_bytes()], &mut out)
+                .expect("encode");
+            let data = payload(&out);
+            assert!(data.ends_with(&[0, 0, 0xFF, 0xFF]), "message {i}");
+            let mut plain = Vec::with_capacity(text.len() + 64);
+            inflate
+                .decompress_vec(data, &mut plain, FlushDecompress::Sync)
+                .expect("inflate");
+            assert_eq!(plain, text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn zstd_messages_decode_with_one_context() {
+        let mut encoder = Encoder::new(Compression::ZstdStream).expect("encoder");
+        let mut decoder = zstd::stream::raw::Decoder::new().expect("decoder");
+        for i in 0..20 {
+            let text = format!("{{\"op\":0,\"s\":{i},\"d\":\"{}\"}}", "xyz".repeat(i * 500));
+            let mut out = BytesMut::new();
+            encoder
+                .message(&[text.as_bytes()], &mut out)
+                .expect("encode");
+            let data = payload(&out);
+            let mut input = InBuffer::around(data);
+            let mut plain = vec![0; text.len() + 1024];
+            let mut output = OutBuffer::around(&mut plain[..]);
+            while input.pos() < data.len() {
+                decoder.run(&mut input, &mut output).expect("decode");
+            }
+            let n = output.pos();
+            assert_eq!(&plain[..n], text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn close_frames_truncate_reasons_on_char_boundaries() {
+        let mut out = BytesMut::new();
+        close_frame(4000, &"é".repeat(100), &mut out);
+        assert_eq!(out[1] as usize, 2 + 122);
+        assert_eq!(&out[2..4], &4000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn digits() {
+        let mut buf = [0; 20];
+        assert_eq!(write_u64(0, &mut buf), b"0");
+        assert_eq!(
+            write_u64(u64::MAX, &mut buf),
+            u64::MAX.to_string().as_bytes()
+        );
+    }
+}
