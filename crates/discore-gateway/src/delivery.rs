@@ -13,7 +13,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
 };
@@ -24,6 +24,8 @@ pub(crate) struct Credits {
     outstanding: AtomicUsize,
     limit: usize,
     reader: AtomicWaker,
+    /// The reader waited for credits since this flag was last taken.
+    waited: AtomicBool,
 }
 
 impl Credits {
@@ -32,6 +34,7 @@ impl Credits {
             outstanding: AtomicUsize::new(0),
             limit: limit.max(1),
             reader: AtomicWaker::new(),
+            waited: AtomicBool::new(false),
         })
     }
 
@@ -43,6 +46,12 @@ impl Credits {
     /// Whether the reader must wait.
     pub(crate) fn exhausted(&self) -> bool {
         self.outstanding() >= self.limit
+    }
+
+    /// Whether the reader is waiting now or waited since the last call: a
+    /// heartbeat ACK may then still sit unread behind the events.
+    pub(crate) fn take_waited(&self) -> bool {
+        self.waited.swap(false, Ordering::AcqRel) || self.exhausted()
     }
 
     pub(crate) fn take(self: &Arc<Self>) -> Credit {
@@ -95,6 +104,7 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
             self.credits.reader.register(cx.waker());
             // A credit may have returned between the check and the register.
             if self.credits.exhausted() {
+                self.credits.waited.store(true, Ordering::Release);
                 return Poll::Pending;
             }
         }
@@ -132,5 +142,7 @@ mod tests {
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Pending);
         drop(held);
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+        assert!(credits.take_waited(), "the wait is remembered until taken");
+        assert!(!credits.take_waited());
     }
 }

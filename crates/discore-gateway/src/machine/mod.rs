@@ -438,8 +438,9 @@ impl Machine {
     }
 
     /// Time passed. `reader_paused` tells that the actor stopped reading the
-    /// socket because subscribers are behind: a missing ACK may then sit
-    /// unread in the socket, so it is no evidence of a zombie connection.
+    /// socket since the last heartbeat because subscribers were behind: a
+    /// missing ACK may then sit unread in the socket, so it is no evidence
+    /// of a zombie connection.
     pub fn on_timer(&mut self, now: Instant, reader_paused: bool) {
         if self.hello_deadline.is_some_and(|deadline| now >= deadline) {
             self.hello_deadline = None;

@@ -109,7 +109,7 @@ impl Shard {
                 shard.timer = None;
                 shard
                     .machine
-                    .on_timer(Instant::now(), shard.credits.exhausted());
+                    .on_timer(Instant::now(), shard.credits.take_waited());
                 shard.run_actions(ctx);
             });
             self.timer = Some((next, handle));
