@@ -1,6 +1,25 @@
 //! discore: an actor-model framework for Discord's Gateway, on actix.
 //!
-//! This facade re-exports the crates a bot needs. See `docs/` for the guides.
+//! A bot implements `Handler<GatewayEvent>` in its own actor and subscribes
+//! it to shards; discore keeps them connected, identified within Discord's
+//! rate limits and resumed after every hiccup. The guides are in `docs/`.
+//!
+//! - [`gateway`]: one connection, the `Shard` actor.
+//! - [`protocol`]: the wire layer shared with the emulator.
+//! - [`model`]: twilight-model, Discord's types.
 
+pub use discore_gateway as gateway;
 pub use discore_protocol as protocol;
 pub use twilight_model as model;
+
+pub use discore_gateway::{
+    Command, EventFilter, GatewayEvent, Intents, SendCommand, Shard, ShardConfig, ShardId,
+    ShardLifecycle, ShardStartError, Token,
+};
+
+/// The guides' code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../docs/shards.md")]
+    mod shards {}
+}

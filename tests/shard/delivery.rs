@@ -1,0 +1,102 @@
+use crate::harness::*;
+use discore::gateway::{EventFilter, EventType, GetShardStatus, ShardId};
+use discore_mock::{MockServer, Target, ViolationKind};
+use std::time::Duration;
+
+/// A slow subscriber (on its own thread) does not delay heartbeats, causes
+/// no zombie reconnect, holds memory to the credit limit, and still gets
+/// every event once and in order.
+#[actix_rt::test]
+async fn slow_subscriber_gets_everything_without_stalling_heartbeats() {
+    const EVENTS: usize = 400;
+    const CREDITS: usize = 16;
+    let _ = env_logger::builder().is_test(true).try_init();
+    // The emulator keeps every unread event queued instead of dropping a
+    // slow reader, so any reconnect here would be the client's doing.
+    let config = mock_config()
+        .heartbeat_interval(Duration::from_millis(60))
+        .max_outbox(100_000);
+    let mock = MockServer::start(config).await.expect("emulator");
+    let arbiter = actix::Arbiter::new();
+    let slow = Recorded::start_slow(&arbiter.handle(), Duration::from_millis(3));
+    let config = shard_config(&mock).event_credits(CREDITS);
+    let addr = shard(config, &slow).start().await.expect("starts");
+    let guild = mock.guild_ids()[0];
+    let channel = mock.text_channel_ids(guild)[0];
+    for i in 0..EVENTS {
+        mock.post_message(channel, &format!("m{i}"))
+            .expect("posted");
+    }
+    let mut most_outstanding = 0;
+    while slow.count("MESSAGE_CREATE") < EVENTS {
+        let status = addr.send(GetShardStatus).await.expect("status");
+        most_outstanding = most_outstanding.max(status.events_outstanding);
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_in_order_exactly_once(&slow.events());
+    assert!(
+        most_outstanding <= CREDITS,
+        "at most {CREDITS} in flight, saw {most_outstanding}"
+    );
+    let status = addr.send(GetShardStatus).await.expect("status");
+    assert_eq!(
+        status.reconnects,
+        0,
+        "no false zombie reconnect: {:?} {:#?} {:#?}",
+        slow.lifecycle(),
+        mock.observed()
+            .heartbeats
+            .iter()
+            .map(|h| h.at.as_millis())
+            .collect::<Vec<_>>(),
+        mock.observed()
+            .connections
+            .iter()
+            .map(|c| (c.end, c.close_sent, c.close_received))
+            .collect::<Vec<_>>()
+    );
+    let seen = mock.observed();
+    assert_eq!(seen.connections.len(), 1);
+    assert!(
+        seen.violations_of(ViolationKind::HeartbeatMissed)
+            .next()
+            .is_none()
+    );
+    // The event flow took over a second; heartbeats kept their 60 ms beat.
+    assert!(
+        seen.heartbeats.len() >= 10,
+        "{} heartbeats",
+        seen.heartbeats.len()
+    );
+    arbiter.stop();
+}
+
+/// A subscriber that wants one event type gets only that type; events no
+/// subscriber wants are not delivered at all.
+#[actix_rt::test]
+async fn filters_select_event_types() {
+    let mock = MockServer::start(mock_config()).await.expect("emulator");
+    let everything = Recorded::start();
+    let messages_only = Recorded::start();
+    let _shard = discore::gateway::Shard::new(token(), ShardId::new(0, 1), shard_config(&mock))
+        .subscribe(everything.addr.clone().recipient(), EventFilter::all())
+        .subscribe(
+            messages_only.addr.clone().recipient(),
+            EventFilter::only([EventType::MessageCreate]),
+        )
+        .start()
+        .await
+        .expect("starts");
+    let guild = mock.guild_ids()[0];
+    let channel = mock.text_channel_ids(guild)[0];
+    mock.dispatch(
+        Some(&Target::Shard(0)),
+        "SOMETHING_NEW",
+        &serde_json::json!({}),
+    );
+    mock.post_message(channel, "hello").expect("posted");
+    everything.wait_for_event("MESSAGE_CREATE", 1).await;
+    messages_only.wait_for_event("MESSAGE_CREATE", 1).await;
+    assert!(everything.count("SOMETHING_NEW") == 1 && everything.count("READY") == 1);
+    assert_eq!(messages_only.names(), ["MESSAGE_CREATE"]);
+}

@@ -1,0 +1,10 @@
+//! The Shard actor against the emulator over real loopback WebSockets.
+
+mod harness;
+
+mod commands;
+mod compression;
+mod delivery;
+mod failures;
+mod handshake;
+mod resume;
