@@ -8,3 +8,4 @@ mod delivery;
 mod failures;
 mod handshake;
 mod resume;
+mod tls;

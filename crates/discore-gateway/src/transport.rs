@@ -115,10 +115,11 @@ pub(crate) async fn connect(
     max_frame_size: usize,
 ) -> Result<(Connection, FrameStream), ConnectError> {
     let connector = awc::Connector::new().rustls_0_23(tls).timeout(timeout);
+    // No `max_http_version` here: awc would rebuild the TLS connector from
+    // its own feature defaults and drop ours. HTTP/1.1 is pinned by ALPN.
     let client = awc::Client::builder()
         .connector(connector)
         .timeout(timeout)
-        .max_http_version(awc::http::Version::HTTP_11)
         .finish();
     let request = client.ws(url.as_str()).max_frame_size(max_frame_size);
     let (_response, framed) = actix_rt::time::timeout(timeout, request.connect())
