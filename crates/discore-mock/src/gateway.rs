@@ -907,6 +907,9 @@ impl Connection {
         let at = self.shared.elapsed();
         let ahead = {
             let mut state = self.shared.lock();
+            if state.observed.heartbeats.len() >= crate::observe::MAX_RECORDS {
+                state.observed.heartbeats.remove(0);
+            }
             state.observed.heartbeats.push(HeartbeatRecord {
                 connection: self.id,
                 sequence,

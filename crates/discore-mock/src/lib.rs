@@ -58,7 +58,7 @@ pub use discore_protocol::Intents;
 pub use error::{MockError, WaitTimeout};
 pub use observe::{
     Compression, ConnectionEnd, ConnectionId, ConnectionRecord, HeartbeatRecord, IdentifyOutcome,
-    IdentifyRecord, InteractionCallbackRecord, Observed, ReceivedPayload, RestRecord,
+    IdentifyRecord, InteractionCallbackRecord, MAX_RECORDS, Observed, ReceivedPayload, RestRecord,
     ResumeOutcome, ResumeRecord, SessionRecord, Violation, ViolationKind,
 };
 pub use server::{CreatedInteraction, FloodHandle, FloodReport, MockServer};

@@ -5,6 +5,10 @@
 use serde::Serialize;
 use std::{fmt, time::Duration};
 
+/// Heartbeats and REST requests kept at most (the oldest are dropped), so a
+/// long-running emulator does not grow without bound.
+pub const MAX_RECORDS: usize = 100_000;
+
 /// The id of one WebSocket connection, unique for the server's lifetime.
 #[derive(
     Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, serde::Deserialize,
@@ -292,7 +296,7 @@ pub struct Observed {
     pub identifies: Vec<IdentifyRecord>,
     /// Every Resume, in order.
     pub resumes: Vec<ResumeRecord>,
-    /// Every heartbeat, in order.
+    /// Heartbeats, in order (the last [`MAX_RECORDS`]).
     pub heartbeats: Vec<HeartbeatRecord>,
     /// Every protocol violation, in order.
     pub violations: Vec<Violation>,
@@ -300,7 +304,7 @@ pub struct Observed {
     pub sessions: Vec<SessionRecord>,
     /// Interaction callbacks received over REST.
     pub interaction_callbacks: Vec<InteractionCallbackRecord>,
-    /// REST requests.
+    /// REST requests (the last [`MAX_RECORDS`]).
     pub rest_requests: Vec<RestRecord>,
 }
 

@@ -39,7 +39,11 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Records the request and returns the response.
 fn finish(shared: &Shared, req: &HttpRequest, response: HttpResponse) -> HttpResponse {
     let at = shared.elapsed();
-    shared.lock().observed.rest_requests.push(RestRecord {
+    let mut state = shared.lock();
+    if state.observed.rest_requests.len() >= crate::observe::MAX_RECORDS {
+        state.observed.rest_requests.remove(0);
+    }
+    state.observed.rest_requests.push(RestRecord {
         method: req.method().to_string(),
         path: req.path().to_owned(),
         status: response.status().as_u16(),

@@ -884,3 +884,22 @@ async fn received_payloads_are_recorded() {
     assert!(matches!(client.recv().await, Received::Payload(_)));
     mock.stop().await;
 }
+
+/// A heartbeat carrying a sequence the server never sent is a violation.
+#[actix_rt::test]
+async fn heartbeat_ahead_of_the_session_is_flagged() {
+    let mock = start(config().guilds(1)).await;
+    let mut client = connect_json(&mock.gateway_url()).await;
+    client.ready(1, None).await;
+    client.send(&json!({"op": 1, "d": 2})).await; // READY + 1 GUILD_CREATE: fine
+    client.until_op(11).await;
+    client.send(&json!({"op": 1, "d": 50})).await;
+    client.until_op(11).await;
+    let seen = mock.observed();
+    assert_eq!(
+        seen.violations_of(ViolationKind::HeartbeatSequenceAhead)
+            .count(),
+        1
+    );
+    mock.stop().await;
+}

@@ -401,3 +401,37 @@ async fn http_control_endpoints() {
     assert_eq!(client.close_code().await, Some(4009));
     mock.stop().await;
 }
+
+/// A client that does not read is dropped once `max_outbox` dispatches wait
+/// for it; its session stays resumable.
+#[actix_rt::test]
+async fn slow_consumer_is_dropped() {
+    let mock = start(config().max_outbox(10)).await;
+    let mut client = connect_json(&mock.gateway_url()).await;
+    client.ready(1, None).await;
+    client.dispatches(3).await;
+    mock.stall(&Target::All, Duration::from_secs(30));
+    mock.wait_until(TIMEOUT, |_| true).await.expect("noop");
+    let big = "x".repeat(100_000);
+    for i in 0..40 {
+        mock.dispatch(
+            Some(&Target::Shard(0)),
+            "CUSTOM",
+            &json!({"i": i, "pad": big}),
+        );
+    }
+    loop {
+        match client.recv().await {
+            Received::Payload(_) => {}
+            Received::Ended => break,
+            other => panic!("expected a drop, got {other:?}"),
+        }
+    }
+    mock.wait_until(TIMEOUT, |o| o.open_connections() == 0)
+        .await
+        .expect("ended");
+    let seen = mock.observed();
+    assert_eq!(seen.connections[0].end, Some(ConnectionEnd::ServerDropped));
+    assert!(seen.sessions[0].alive);
+    mock.stop().await;
+}
