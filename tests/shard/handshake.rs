@@ -36,6 +36,9 @@ async fn ready_then_one_guild_create_per_guild() {
     assert_eq!(status.state, ShardState::Active);
     assert_eq!((status.guilds, status.guilds_loaded), (3, 3));
     assert!(status.is_fully_loaded());
+    assert_eq!(status.events_by_type.get("GUILD_CREATE"), Some(&3));
+    assert_eq!(status.events_by_type.get("READY"), Some(&1));
+    assert!(status.inflated_bytes > 0 && status.inbound_bytes > 0);
     assert_eq!(mock.observed().identifies_total(), 1);
     assert_no_violations(&mock);
 }

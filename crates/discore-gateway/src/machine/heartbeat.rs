@@ -36,14 +36,25 @@ pub struct Latency {
     last: Option<Duration>,
     average: Option<Duration>,
     samples: u64,
+    /// Samples per bucket of [`Latency::BUCKETS_MS`], the last one unbounded.
+    histogram: [u64; Latency::BUCKETS_MS.len() + 1],
 }
 
 impl Latency {
     /// Samples averaged over, at most: older ones fade out.
     const WINDOW: u32 = 16;
 
+    /// Upper bounds of the histogram buckets, in milliseconds.
+    pub const BUCKETS_MS: [u64; 10] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
     pub(crate) fn record(&mut self, sample: Duration) {
         self.samples += 1;
+        let millis = sample.as_millis();
+        let bucket = Self::BUCKETS_MS
+            .iter()
+            .position(|bound| millis <= u128::from(*bound))
+            .unwrap_or(Self::BUCKETS_MS.len());
+        self.histogram[bucket] += 1;
         self.last = Some(sample);
         self.average = Some(match self.average {
             None => sample,
@@ -65,6 +76,12 @@ impl Latency {
     /// How many ACKs were measured.
     pub const fn samples(&self) -> u64 {
         self.samples
+    }
+
+    /// Samples per bucket: bucket `i` counts round trips up to
+    /// `BUCKETS_MS[i]` (and above the previous bound); the last counts the rest.
+    pub const fn histogram(&self) -> &[u64; Self::BUCKETS_MS.len() + 1] {
+        &self.histogram
     }
 }
 
@@ -97,5 +114,10 @@ mod tests {
         let average = latency.average().expect("has samples");
         assert!(average < Duration::from_millis(21), "{average:?}");
         assert_eq!(latency.samples(), 101);
+        // 100 ms falls in the 100 ms bucket, 20 ms in the 25 ms one.
+        assert_eq!(latency.histogram()[4], 1);
+        assert_eq!(latency.histogram()[2], 100);
+        latency.record(Duration::from_secs(60));
+        assert_eq!(latency.histogram()[10], 1);
     }
 }

@@ -337,6 +337,7 @@ impl Shard {
                     }
                 }
                 Permit::RetryAt(at) => {
+                    self.stats.rate_limit_waits += 1;
                     let timer = ctx.run_later(at.saturating_duration_since(now), |shard, ctx| {
                         shard.flush_timer = None;
                         shard.flush_commands(ctx);
@@ -397,7 +398,10 @@ impl Shard {
         };
         let generation = self.generation;
         match inflater.push(message) {
-            Ok(Some(payload)) => self.on_payload(payload, ctx),
+            Ok(Some(payload)) => {
+                self.stats.inflated_bytes += payload.len() as u64;
+                self.on_payload(payload, ctx);
+            }
             Ok(None) => {}
             Err(error) => self.protocol_error(&error.to_string(), false, ctx),
         }
@@ -492,6 +496,12 @@ impl Shard {
             }
         }
         self.stats.events += 1;
+        match self.stats.events_by_type.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                self.stats.events_by_type.insert(name.into(), 1);
+            }
+        }
         log::trace!("shard {}: {name} #{sequence}", self.id);
         self.deliver(name, sequence, envelope.data);
     }

@@ -8,6 +8,7 @@ use crate::{
 };
 use actix::{ActorContext as _, Context, Handler, Message, Recipient};
 use discore_protocol::{Session, ShardId};
+use std::collections::BTreeMap;
 
 /// Delivers the dispatches `filter` selects to `recipient`.
 #[derive(Debug, Message)]
@@ -65,12 +66,20 @@ pub struct ShardStatus {
     pub identifies: u64,
     /// The last close code the gateway sent.
     pub last_close_code: Option<u16>,
+    /// Close codes the gateway sent, with how often.
+    pub close_codes: BTreeMap<u16, u64>,
+    /// Dispatches received by event name.
+    pub events_by_type: BTreeMap<String, u64>,
+    /// Times a command had to wait for the rate limiter.
+    pub rate_limit_waits: u64,
     /// Commands waiting to be sent.
     pub commands_queued: usize,
     /// Delivered event messages subscribers have not dropped yet.
     pub events_outstanding: usize,
     /// Bytes received on the socket (compressed, if compression is on).
     pub inbound_bytes: u64,
+    /// Payload bytes after decompression.
+    pub inflated_bytes: u64,
 }
 
 impl ShardStatus {
@@ -154,9 +163,18 @@ impl Handler<GetShardStatus> for Shard {
             resumes: self.stats.resumes,
             identifies: self.stats.identifies,
             last_close_code: self.stats.last_close_code,
+            close_codes: self.stats.close_codes.clone(),
+            events_by_type: self
+                .stats
+                .events_by_type
+                .iter()
+                .map(|(name, count)| (name.to_string(), *count))
+                .collect(),
+            rate_limit_waits: self.stats.rate_limit_waits,
             commands_queued: self.commands.len(),
             events_outstanding: self.credits.outstanding(),
             inbound_bytes: self.stats.inbound_bytes,
+            inflated_bytes: self.stats.inflated_bytes,
         })
     }
 }

@@ -117,9 +117,14 @@ struct Stats {
     resumes: u64,
     identifies: u64,
     last_close_code: Option<u16>,
+    close_codes: std::collections::BTreeMap<u16, u64>,
     guilds_expected: usize,
     guilds_loaded: usize,
     inbound_bytes: u64,
+    inflated_bytes: u64,
+    /// Dispatches by event name; a name allocates once, on first sight.
+    events_by_type: std::collections::HashMap<Box<str>, u64>,
+    rate_limit_waits: u64,
 }
 
 impl fmt::Debug for Shard {
@@ -247,6 +252,9 @@ impl Shard {
             Lifecycle::Disconnected { code, by_client } => {
                 if !by_client {
                     self.stats.last_close_code = *code;
+                    if let Some(code) = code {
+                        *self.stats.close_codes.entry(*code).or_default() += 1;
+                    }
                 }
                 log::info!(
                     "shard {}: disconnected (close code {code:?}, by {})",
