@@ -23,8 +23,9 @@ pub struct GatewayEvent {
     pub sequence: u64,
     /// The event.
     pub event: Arc<Dispatch>,
-    /// Returned to the shard when the last copy of this message is dropped.
-    pub(crate) _credit: Credit,
+    /// Returned to the shard when this copy of the message is dropped; none
+    /// for events that did not come from a local shard.
+    pub(crate) _credit: Option<Credit>,
 }
 
 impl fmt::Debug for GatewayEvent {
@@ -38,6 +39,17 @@ impl fmt::Debug for GatewayEvent {
 }
 
 impl GatewayEvent {
+    /// An event that did not come from a shard of this process (a broker, a
+    /// replay, a test). It holds no delivery credit.
+    pub fn new(shard: ShardId, sequence: u64, event: Arc<Dispatch>) -> Self {
+        Self {
+            shard,
+            sequence,
+            event,
+            _credit: None,
+        }
+    }
+
     /// The event's name, such as `MESSAGE_CREATE`.
     pub fn name(&self) -> &str {
         self.event.name()

@@ -529,7 +529,7 @@ impl Shard {
                 shard: self.id,
                 sequence,
                 event: Arc::clone(&event),
-                _credit: self.credits.take(),
+                _credit: Some(self.credits.take()),
             });
         }
         if disconnected {
