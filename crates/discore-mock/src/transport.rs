@@ -64,10 +64,16 @@ impl Encoder {
                 Codec::Zstd(Box::new(zstd::stream::raw::Encoder::new(ZSTD_LEVEL)?))
             }
         };
+        // Only zstd needs an output window; idle plain connections stay small.
+        let zstd_out = if matches!(codec, Codec::Zstd(_)) {
+            vec![0; 64 * 1024]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             codec,
             scratch: Vec::new(),
-            zstd_out: vec![0; 64 * 1024],
+            zstd_out,
         })
     }
 
