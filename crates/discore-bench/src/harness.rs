@@ -1,0 +1,102 @@
+//! Timed runs shared by both clients: a flood counted by armed handlers,
+//! and a paced stream of latency probes.
+
+use crate::{
+    decode::Codec,
+    emulator::Emulator,
+    stats::{self, Throughput},
+    tally::Outcome,
+};
+use anyhow::{Context as _, anyhow, bail};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Longest a flood of `events` may take before the run is abandoned.
+pub fn flood_deadline(events: u64) -> Duration {
+    Duration::from_secs(30) + Duration::from_micros(events.saturating_mul(200))
+}
+
+/// Floods `per_connection` MESSAGE_CREATEs to every connection and waits
+/// for the armed handlers (`armed`, expecting `total` in all) to see them.
+/// Returns events per second, from the flood command to the last handler,
+/// and this process's CPU time per event.
+pub async fn flood_run(
+    emulator: &mut Emulator,
+    armed: Vec<oneshot::Receiver<Outcome>>,
+    total: u64,
+    per_connection: u64,
+) -> anyhow::Result<Throughput> {
+    let deadline = Instant::now() + flood_deadline(total);
+    let cpu = stats::cpu_time();
+    let started = Instant::now();
+    emulator.send(&format!("flood {per_connection}"))?;
+    let mut content = 0;
+    for receiver in armed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = actix_rt::time::timeout(left, receiver)
+            .await
+            .map_err(|_| anyhow!("the handlers did not see the flood in time"))?
+            .context("a handler went away")?;
+        content += outcome.content_bytes;
+    }
+    let elapsed = started.elapsed();
+    let cpu = stats::cpu_time().saturating_sub(cpu);
+    let report = emulator.reply(Duration::from_secs(60)).await?;
+    let sent: u64 = report
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if sent != total {
+        bail!("the emulator sent {sent} events, the handlers expected {total}");
+    }
+    if content == 0 {
+        bail!("the handlers saw no message content");
+    }
+    Ok(Throughput {
+        rate: stats::rate(total, elapsed),
+        cpu_per_event: cpu / u32::try_from(total.max(1)).unwrap_or(u32::MAX),
+    })
+}
+
+/// Has the emulator post `count` messages at `rate` per second, each with
+/// its send time, and returns the armed handler's latencies.
+pub async fn latency_run(
+    emulator: &mut Emulator,
+    armed: oneshot::Receiver<Outcome>,
+    rate: f64,
+    count: u64,
+) -> anyhow::Result<Vec<Duration>> {
+    let pacing = Duration::from_secs_f64(count as f64 / rate.max(1.0));
+    emulator
+        .call(
+            &format!("ticker {rate} {count}"),
+            pacing + Duration::from_secs(30),
+        )
+        .await?;
+    let outcome = actix_rt::time::timeout(Duration::from_secs(10), armed)
+        .await
+        .map_err(|_| anyhow!("the handler did not see every latency probe"))?
+        .context("the handler went away")?;
+    if outcome.latencies.len() as u64 != count {
+        bail!(
+            "{} of {count} latency probes carried a timestamp",
+            outcome.latencies.len()
+        );
+    }
+    Ok(outcome.latencies)
+}
+
+/// Checks that the emulator serves every open connection with `codec`.
+pub async fn check_compression(emulator: &mut Emulator, codec: Codec) -> anyhow::Result<()> {
+    let expected = match codec {
+        Codec::None => "None",
+        Codec::Zlib => "ZlibStream",
+        Codec::Zstd => "ZstdStream",
+    };
+    let open = emulator.compressions().await?;
+    if open.is_empty() || open.iter().any(|c| c != expected) {
+        bail!("expected {expected} connections, the emulator has {open:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The limit for the same work: inflate the captured stream and parse every
+//! payload into the same typed event (twilight-model's `DispatchEvent`),
+//! then touch it, in a tight loop with no sockets, tasks or actors.
+//!
+//! The parse is the cheapest correct one serde_json offers: one pass over
+//! the payload with twilight-model's `GatewayEventDeserializer` (a quick
+//! scan for `op`, `s` and `t`, then a single deserialization into the typed
+//! event). A client can only beat it with a faster JSON parser or by not
+//! building the typed event.
+
+use crate::{
+    capture::Capture,
+    decode::{StreamDecoder, text},
+    stats::{self, Throughput},
+};
+use anyhow::Context as _;
+use serde::de::DeserializeSeed as _;
+use std::{hint::black_box, time::Instant};
+use twilight_model::gateway::event::{DispatchEvent, GatewayEvent, GatewayEventDeserializer};
+
+/// Parses one payload into its typed event and returns the content length
+/// of a MESSAGE_CREATE.
+pub fn parse_message(json: &str) -> Option<usize> {
+    let envelope = GatewayEventDeserializer::from_json(json)?;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    match envelope.deserialize(&mut deserializer).ok()? {
+        GatewayEvent::Dispatch(_, DispatchEvent::MessageCreate(message)) => {
+            Some(message.content.len())
+        }
+        _ => None,
+    }
+}
+
+/// One timed pass over the flood.
+pub fn run_once(capture: &Capture) -> anyhow::Result<Throughput> {
+    let mut decoder = StreamDecoder::new(capture.codec)?;
+    for frame in &capture.setup {
+        decoder.decode(frame)?;
+    }
+    let cpu = stats::cpu_time();
+    let started = Instant::now();
+    let mut content = 0;
+    for frame in &capture.flood {
+        let json = text(decoder.decode(frame)?)?;
+        content += parse_message(json).context("a flood payload did not parse")?;
+    }
+    let elapsed = started.elapsed();
+    let cpu = stats::cpu_time().saturating_sub(cpu);
+    black_box(content);
+    let events = capture.flood.len();
+    Ok(Throughput {
+        rate: stats::rate(events as u64, elapsed),
+        cpu_per_event: cpu / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
+    })
+}
+
+/// The best of `runs` passes.
+pub fn best(capture: &Capture, runs: usize) -> anyhow::Result<Throughput> {
+    let runs = (0..runs.max(1))
+        .map(|_| run_once(capture))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Throughput::best(&runs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_message;
+
+    #[test]
+    fn a_message_create_parses_and_other_payloads_do_not_count() {
+        let message = r#"{"t":"MESSAGE_CREATE","s":7,"op":0,"d":{"type":0,"tts":false,"timestamp":"2024-01-01T00:00:00.000000+00:00","pinned":false,"mentions":[],"mention_roles":[],"mention_everyone":false,"id":"1","flags":0,"embeds":[],"edited_timestamp":null,"content":"hello","components":[],"channel_id":"2","author":{"id":"3","username":"a","discriminator":"0","avatar":null},"attachments":[]}}"#;
+        assert_eq!(parse_message(message), Some(5));
+        assert_eq!(parse_message(r#"{"op":11,"d":null}"#), None);
+        assert_eq!(parse_message("not json"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! Per-event costs of the steps of the event path, in isolation, on the
+//! captured flood: where a single-shard event's time can go.
+
+use crate::{
+    capture::Capture,
+    decode::{Codec, MinizDecoder, StreamDecoder, text},
+    limit,
+    report::Section,
+};
+use anyhow::Context as _;
+use discore_gateway::{Dispatch, EventType};
+use discore_protocol::Envelope;
+use serde::de::IgnoredAny;
+use std::{hint::black_box, sync::Arc, time::Instant};
+use twilight_model::gateway::event::GatewayEventDeserializer;
+
+/// Nanoseconds per item of the fastest of `runs` passes of `pass`.
+fn per_item(
+    runs: usize,
+    items: usize,
+    mut pass: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        black_box(pass()?);
+        best = best.min(started.elapsed().as_secs_f64() * 1e9 / items.max(1) as f64);
+    }
+    Ok(best)
+}
+
+fn inflate_pass(capture: &Capture) -> anyhow::Result<usize> {
+    let mut decoder = StreamDecoder::new(capture.codec)?;
+    for frame in &capture.setup {
+        decoder.decode(frame)?;
+    }
+    let mut bytes = 0;
+    for frame in &capture.flood {
+        bytes += decoder.decode(frame)?.len();
+    }
+    Ok(bytes)
+}
+
+fn miniz_pass(capture: &Capture) -> anyhow::Result<usize> {
+    let mut decoder = MinizDecoder::new();
+    for frame in &capture.setup {
+        decoder.decode(frame)?;
+    }
+    let mut bytes = 0;
+    for frame in &capture.flood {
+        bytes += decoder.decode(frame)?.len();
+    }
+    Ok(bytes)
+}
+
+/// discore's parse: the envelope peek, the event type, the typed parse of
+/// `d` from the borrowed slice, and the `Arc` subscribers share.
+fn discore_parse(json: &str) -> anyhow::Result<usize> {
+    let envelope = Envelope::peek(json)?;
+    let name = envelope.event_name.as_deref().unwrap_or_default();
+    let kind = EventType::try_from(name).ok();
+    let data = envelope.data.context("no d")?;
+    let dispatch = Arc::new(Dispatch::parse(name, kind, data));
+    Ok(dispatch.typed().map_or(0, |_| 1))
+}
+
+/// Runs every step over the captures and returns the table.
+pub fn run(captures: &[Capture], runs: usize) -> anyhow::Result<Section> {
+    let plain = captures
+        .iter()
+        .find(|c| c.codec == Codec::None)
+        .context("the micro measurements need the uncompressed capture")?;
+    let payloads = plain.payloads()?;
+    let n = payloads.len();
+    let mean_len = payloads.iter().map(String::len).sum::<usize>() as f64 / n.max(1) as f64;
+    let mut section = Section::new(
+        "Per-event cost of each step (micro, best of runs, tight loop)",
+        &["step", "ns/event", "what it does"],
+    );
+    let mut step = |name: &str, what: &str, ns: f64| {
+        section.row(vec![name.to_owned(), format!("{ns:.0}"), what.to_owned()]);
+    };
+    for capture in captures.iter().filter(|c| c.codec != Codec::None) {
+        let ns = per_item(runs, capture.flood.len(), || inflate_pass(capture))?;
+        let what = format!(
+            "{:.0} wire bytes to {mean_len:.0} JSON bytes, one context, reused buffer",
+            capture.mean_frame_len()
+        );
+        match capture.codec {
+            Codec::Zlib => {
+                step("inflate zlib-stream (flate2, zlib-rs)", &what, ns);
+                let ns = per_item(runs, capture.flood.len(), || miniz_pass(capture))?;
+                step(
+                    "inflate zlib-stream (miniz_oxide)",
+                    "flate2's default backend, what a bot gets without zlib-rs",
+                    ns,
+                );
+            }
+            _ => step("inflate zstd-stream", &what, ns),
+        }
+    }
+    step(
+        "UTF-8 check",
+        "std::str::from_utf8",
+        per_item(runs, n, || {
+            Ok(payloads
+                .iter()
+                .map(|p| std::str::from_utf8(p.as_bytes()).map_or(0, str::len))
+                .sum())
+        })?,
+    );
+    step(
+        "envelope peek (discore)",
+        "Envelope::peek: op, s, t; d kept as a borrowed RawValue",
+        per_item(runs, n, || {
+            payloads.iter().try_fold(0, |sum, p| {
+                Ok(sum + Envelope::peek(p)?.sequence.map_or(0, |_| 1))
+            })
+        })?,
+    );
+    step(
+        "envelope scan (twilight-model)",
+        "GatewayEventDeserializer::from_json: string search for op, s, t",
+        per_item(runs, n, || {
+            Ok(payloads
+                .iter()
+                .filter_map(|p| GatewayEventDeserializer::from_json(p))
+                .count())
+        })?,
+    );
+    step(
+        "JSON validation only",
+        "serde_json into IgnoredAny: the grammar, no values built",
+        per_item(runs, n, || {
+            payloads.iter().try_fold(0, |sum, p| {
+                serde_json::from_str::<IgnoredAny>(p)?;
+                Ok(sum + 1)
+            })
+        })?,
+    );
+    step(
+        "event type lookup",
+        "EventType::try_from(\"MESSAGE_CREATE\")",
+        per_item(runs, n, || {
+            Ok((0..n)
+                .filter(|_| EventType::try_from(black_box("MESSAGE_CREATE")).is_ok())
+                .count())
+        })?,
+    );
+    step(
+        "typed parse, one pass (the limit's)",
+        "GatewayEventDeserializer + serde_json into DispatchEvent",
+        per_item(runs, n, || {
+            payloads.iter().try_fold(0, |sum, p| {
+                Ok(sum + limit::parse_message(p).context("did not parse")?)
+            })
+        })?,
+    );
+    step(
+        "typed parse, discore's path",
+        "peek + event type + Dispatch::parse(d) + Arc::new",
+        per_item(runs, n, || {
+            payloads
+                .iter()
+                .try_fold(0, |sum, p| Ok(sum + discore_parse(p)?))
+        })?,
+    );
+    step(
+        "text copy",
+        "String::from(&str) of the payload (what an owned-String path costs)",
+        per_item(runs, n, || {
+            Ok(payloads
+                .iter()
+                .map(|p| black_box(String::from(text(p.as_bytes()).unwrap_or_default())).len())
+                .sum())
+        })?,
+    );
+    section.note(format!(
+        "{n} MESSAGE_CREATE payloads of {mean_len:.0} bytes on average; `Dispatch` is {} bytes, `DispatchEvent` {} bytes.",
+        std::mem::size_of::<Dispatch>(),
+        std::mem::size_of::<twilight_model::gateway::event::DispatchEvent>()
+    ));
+    Ok(section)
+}
