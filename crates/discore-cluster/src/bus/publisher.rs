@@ -1,0 +1,419 @@
+//! Publishing a gateway process's dispatches to JetStream.
+
+use super::{EventBus, HEADER_EVENT, HEADER_SEQUENCE, HEADER_SESSION, HEADER_SHARD};
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use async_nats::{
+    HeaderMap, jetstream::context::PublishAckFuture, jetstream::message::PublishMessage,
+};
+use bytes::Bytes;
+use discore_gateway::{Dispatch, DispatchEvent, GatewayEvent};
+use discore_protocol::ShardId;
+use futures_util::{StreamExt as _, stream::FuturesOrdered};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Publishes awaiting their acknowledgement at most.
+const WINDOW: usize = 256;
+/// The longest wait between two attempts of a failed publish.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// What the publisher knows of each shard of this process: the session it
+/// runs, and which of its dispatches are not acknowledged by JetStream yet.
+///
+/// The session makes a dispatch's message id `<session>:<sequence>`: the
+/// same dispatch published twice (by the process that checkpointed it and
+/// by the one that resumed and had it replayed) gets the same id, and
+/// JetStream drops the second. READY events set it; a process that resumes
+/// a session records it before the shard starts (the cluster node does this
+/// from the saved session).
+///
+/// The pending dispatches bound the checkpoints: a session is saved with a
+/// sequence no later than the last dispatch JetStream acknowledged, so a
+/// process that resumes it after a crash has every dispatch not yet
+/// published replayed, and none is lost.
+#[derive(Debug, Default)]
+pub struct PublishLedger(Mutex<HashMap<ShardId, ShardLedger>>);
+
+#[derive(Debug, Default)]
+struct ShardLedger {
+    session: Option<Arc<str>>,
+    /// Sequences queued and not acknowledged, with their count.
+    pending: BTreeMap<u64, u32>,
+    /// The last sequence queued.
+    last_queued: Option<u64>,
+}
+
+impl PublishLedger {
+    fn with<R>(&self, shard: ShardId, f: impl FnOnce(&mut ShardLedger) -> R) -> R {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(all.entry(shard).or_default())
+    }
+
+    /// Records the session `shard` runs (a new one starts with nothing
+    /// pending).
+    pub fn set_session(&self, shard: ShardId, session: &str) {
+        self.with(shard, |ledger| {
+            if ledger.session.as_deref() != Some(session) {
+                *ledger = ShardLedger {
+                    session: Some(session.into()),
+                    ..ShardLedger::default()
+                };
+            }
+        });
+    }
+
+    /// The session `shard` runs, if known.
+    pub fn session(&self, shard: ShardId) -> Option<Arc<str>> {
+        self.with(shard, |ledger| ledger.session.clone())
+    }
+
+    /// Forgets `shard` (it moved to another process).
+    pub fn forget(&self, shard: ShardId) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&shard);
+    }
+
+    /// The latest sequence of `session` that may be checkpointed: every
+    /// dispatch up to it was acknowledged. `None` when the ledger tracks
+    /// another session (or none): nothing to bound.
+    pub fn safe_sequence(&self, shard: ShardId, session: &str) -> Option<u64> {
+        self.with(shard, |ledger| {
+            if ledger.session.as_deref() != Some(session) {
+                return None;
+            }
+            match ledger.pending.keys().next() {
+                Some(first) => Some(first.saturating_sub(1)),
+                None => ledger.last_queued,
+            }
+        })
+    }
+
+    fn queued(&self, shard: ShardId, sequence: u64) {
+        self.with(shard, |ledger| {
+            *ledger.pending.entry(sequence).or_default() += 1;
+            ledger.last_queued = Some(ledger.last_queued.map_or(sequence, |s| s.max(sequence)));
+        });
+    }
+
+    fn acknowledged(&self, shard: ShardId, sequence: u64) {
+        self.with(shard, |ledger| {
+            if let Some(count) = ledger.pending.get_mut(&sequence) {
+                *count -= 1;
+                if *count == 0 {
+                    ledger.pending.remove(&sequence);
+                }
+            }
+        });
+    }
+}
+
+/// Counters of a publisher.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct PublisherStats {
+    /// Dispatches stored by JetStream.
+    pub published: u64,
+    /// Dispatches JetStream recognised as duplicates and dropped.
+    pub duplicates: u64,
+    /// Publish attempts that failed and were retried.
+    pub retries: u64,
+    /// Dispatches waiting to be published or acknowledged.
+    pub pending: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    duplicates: AtomicU64,
+    retries: AtomicU64,
+    queued: AtomicU64,
+}
+
+/// One dispatch to publish. Holding the event holds its delivery credit, so
+/// a shard whose events NATS does not take fast enough pauses reading.
+struct Job {
+    shard: ShardId,
+    sequence: u64,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    _event: GatewayEvent,
+    attempts: u32,
+}
+
+enum Input {
+    Publish(Job),
+    Flush(oneshot::Sender<()>),
+}
+
+/// An actor that publishes every [`GatewayEvent`] it receives to the bot's
+/// stream: subject per event type and shard, the raw JSON as payload, and
+/// the shard, event, sequence and session as headers (see [`super`]).
+///
+/// Subscribe it to the fleet (`ManagerConfig::subscribe(publisher.recipient(),
+/// EventFilter::all())`); the [`ClusterNode`](crate::ClusterNode) does this
+/// itself when it is given a bus. Publishes are pipelined (up to 256
+/// awaiting acknowledgement) in the order events arrive, which is each
+/// shard's order; a failed publish is retried with the same message id until
+/// it is acknowledged, so no dispatch is lost while NATS is away (the shards
+/// pause reading meanwhile: each waiting event holds a delivery credit).
+#[derive(Debug)]
+pub struct EventPublisher {
+    bus: EventBus,
+    ledger: Arc<PublishLedger>,
+    inputs: Option<mpsc::UnboundedSender<Input>>,
+    counters: Arc<Counters>,
+}
+
+impl EventPublisher {
+    /// A publisher on `bus`; `ledger` is shared with whoever knows the
+    /// sessions shards resume and saves their checkpoints (the cluster node).
+    pub fn new(bus: EventBus, ledger: Arc<PublishLedger>) -> Self {
+        Self {
+            bus,
+            ledger,
+            inputs: None,
+            counters: Arc::default(),
+        }
+    }
+
+    fn job(&self, event: GatewayEvent) -> Job {
+        let shard = event.shard;
+        if let Some(session) = session_of_ready(&event.event) {
+            self.ledger.set_session(shard, &session);
+        }
+        let name = event.name().to_owned();
+        let payload = match &*event.event {
+            Dispatch::Raw(raw) => Bytes::copy_from_slice(raw.data.get().as_bytes()),
+            Dispatch::Known { event: typed, .. } => match serde_json::to_vec(typed) {
+                Ok(json) => Bytes::from(json),
+                Err(error) => {
+                    log::warn!(
+                        "shard {shard}: {name} does not serialize, published as null: {error}"
+                    );
+                    Bytes::from_static(b"null")
+                }
+            },
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HEADER_SHARD,
+            format!("{}/{}", shard.number(), shard.total()).as_str(),
+        );
+        headers.insert(HEADER_EVENT, name.as_str());
+        headers.insert(HEADER_SEQUENCE, event.sequence.to_string().as_str());
+        let message_id = match self.ledger.session(shard) {
+            Some(session) => {
+                headers.insert(HEADER_SESSION, &*session);
+                format!("{session}:{}", event.sequence)
+            }
+            None => {
+                // Without the session a (shard, sequence) id could drop a
+                // later session's dispatch: publish without deduplication.
+                log::debug!("shard {shard}: session unknown, {name} published without dedup id");
+                format!("{shard}:{}:{:016x}", event.sequence, fastrand::u64(..))
+            }
+        };
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        self.ledger.queued(shard, event.sequence);
+        Job {
+            shard,
+            sequence: event.sequence,
+            subject: self.bus.event_subject(&name, shard.number()),
+            headers,
+            payload,
+            _event: event,
+            attempts: 0,
+        }
+    }
+}
+
+/// The session id a READY dispatch starts.
+fn session_of_ready(dispatch: &Dispatch) -> Option<String> {
+    match dispatch {
+        Dispatch::Known {
+            event: DispatchEvent::Ready(ready),
+            ..
+        } => Some(ready.session_id.clone()),
+        Dispatch::Raw(raw) if &*raw.name == "READY" => {
+            #[derive(serde::Deserialize)]
+            struct Ready {
+                session_id: String,
+            }
+            serde_json::from_str::<Ready>(raw.data.get())
+                .ok()
+                .map(|r| r.session_id)
+        }
+        _ => None,
+    }
+}
+
+impl Actor for EventPublisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let (inputs, receiver) = mpsc::unbounded_channel();
+        self.inputs = Some(inputs);
+        actix_rt::spawn(pump(
+            self.bus.clone(),
+            receiver,
+            Arc::clone(&self.counters),
+            Arc::clone(&self.ledger),
+        ));
+    }
+}
+
+/// Asks a publisher for its counters.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "PublisherStats")]
+pub struct GetPublisherStats;
+
+/// Resolves once every dispatch received before it is acknowledged.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushPublisher;
+
+impl Handler<GatewayEvent> for EventPublisher {
+    type Result = ();
+
+    /// Queues the dispatch for publishing.
+    fn handle(&mut self, event: GatewayEvent, _: &mut Context<Self>) {
+        let job = self.job(event);
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if let Some(inputs) = &self.inputs
+            && inputs.send(Input::Publish(job)).is_err()
+        {
+            log::error!("event publisher task is gone; a dispatch was not published");
+        }
+    }
+}
+
+impl Handler<GetPublisherStats> for EventPublisher {
+    type Result = actix::MessageResult<GetPublisherStats>;
+
+    /// Answers the counters.
+    fn handle(&mut self, _: GetPublisherStats, _: &mut Context<Self>) -> Self::Result {
+        let c = &self.counters;
+        let published = c.published.load(Ordering::Relaxed);
+        let duplicates = c.duplicates.load(Ordering::Relaxed);
+        actix::MessageResult(PublisherStats {
+            published,
+            duplicates,
+            retries: c.retries.load(Ordering::Relaxed),
+            pending: c
+                .queued
+                .load(Ordering::Relaxed)
+                .saturating_sub(published + duplicates),
+        })
+    }
+}
+
+impl Handler<FlushPublisher> for EventPublisher {
+    type Result = ResponseFuture<()>;
+
+    /// Waits for every earlier dispatch's acknowledgement.
+    fn handle(&mut self, _: FlushPublisher, _: &mut Context<Self>) -> Self::Result {
+        let (done, flushed) = oneshot::channel();
+        let sent = self
+            .inputs
+            .as_ref()
+            .is_some_and(|inputs| inputs.send(Input::Flush(done)).is_ok());
+        Box::pin(async move {
+            if sent {
+                let _ = flushed.await;
+            }
+        })
+    }
+}
+
+type Acked = Pin<Box<dyn Future<Output = (Job, Result<bool, String>)>>>;
+
+/// Publishes in order with a window of acknowledgements; retries failures
+/// before anything newer.
+async fn pump(
+    bus: EventBus,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+    counters: Arc<Counters>,
+    ledger: Arc<PublishLedger>,
+) {
+    let mut inflight: FuturesOrdered<Acked> = FuturesOrdered::new();
+    let mut retries: VecDeque<Job> = VecDeque::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut open = true;
+    loop {
+        if inflight.is_empty() && retries.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if !open {
+                return;
+            }
+        }
+        if let Some(job) = retries.pop_front() {
+            let delay = retry_delay(job.attempts);
+            actix_rt::time::sleep(delay).await;
+            inflight.push_back(publish(&bus, job).await);
+            continue;
+        }
+        tokio::select! {
+            input = inputs.recv(), if open && inflight.len() < WINDOW => match input {
+                Some(Input::Publish(job)) => inflight.push_back(publish(&bus, job).await),
+                Some(Input::Flush(done)) => flushes.push(done),
+                None => open = false,
+            },
+            Some((job, result)) = inflight.next() => match result {
+                Ok(duplicate) => {
+                    let counter = if duplicate { &counters.duplicates } else { &counters.published };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    ledger.acknowledged(job.shard, job.sequence);
+                }
+                Err(error) => {
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "publishing {} failed (attempt {}), retrying: {error}",
+                        job.subject,
+                        job.attempts + 1
+                    );
+                    retries.push_back(Job { attempts: job.attempts + 1, ..job });
+                }
+            },
+        }
+    }
+}
+
+/// Sends one publish; the returned future resolves with its acknowledgement.
+async fn publish(bus: &EventBus, job: Job) -> Acked {
+    let message = PublishMessage::build()
+        .payload(job.payload.clone())
+        .headers(job.headers.clone());
+    match bus
+        .jetstream()
+        .send_publish(job.subject.clone(), message)
+        .await
+    {
+        Ok(ack) => Box::pin(wait_ack(job, ack)),
+        Err(error) => {
+            let error = error.to_string();
+            Box::pin(async move { (job, Err(error)) })
+        }
+    }
+}
+
+async fn wait_ack(job: Job, ack: PublishAckFuture) -> (Job, Result<bool, String>) {
+    let result = ack.await.map(|a| a.duplicate).map_err(|e| e.to_string());
+    (job, result)
+}
+
+fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_millis(20u64.saturating_mul(1 << attempts.min(7))).min(MAX_RETRY_DELAY)
+}
