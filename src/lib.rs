@@ -7,7 +7,11 @@
 //! - [`gateway`]: one connection, the `Shard` actor.
 //! - [`protocol`]: the wire layer shared with the emulator.
 //! - [`model`]: twilight-model, Discord's types.
+//! - `admin` (feature `admin`): the admin HTTP server, with Prometheus
+//!   metrics and a live shard status page.
 
+#[cfg(feature = "admin")]
+pub use discore_admin as admin;
 pub use discore_gateway as gateway;
 pub use discore_protocol as protocol;
 pub use twilight_model as model;
