@@ -14,6 +14,7 @@ use discore_gateway::{
     DispatchEvent, EventFilter, EventType, GatewayEvent, GetShardStatus, InMemoryIdentifyQueue,
     Lifecycle, Shard, ShardConfig, ShardLifecycle, Shutdown, StopMode, Token,
 };
+use discore_manager::{ManagerConfig, ShardCount, ShardManager, ShutdownFleet, WaitUntilReady};
 use discore_protocol::ShardId;
 use std::{
     sync::Arc,
@@ -290,6 +291,41 @@ pub async fn cold_start(
     let addrs = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     shutdown(&addrs).await;
     emulator.settle(0, Duration::from_secs(10)).await?;
+    Ok(elapsed)
+}
+
+/// Cold start through the `ShardManager`: `GET /gateway/bot`, then
+/// `shards` shards on two arbiters under its identify queue (the emulator's
+/// `max_concurrency`, `window`); time until `WaitUntilReady` (every shard
+/// READY with its guilds).
+pub async fn manager_cold_start(
+    emulator: &Emulator,
+    shards: u32,
+    max_concurrency: u32,
+    window: Duration,
+) -> anyhow::Result<Duration> {
+    let config = ManagerConfig::new(Token::new(TOKEN)?, crate::intents())
+        .shard_count(ShardCount::Fixed(shards))
+        .rest_url(emulator.rest_url())
+        .max_concurrency(max_concurrency)
+        .identify_window(window)
+        .status_interval(Duration::from_millis(2))
+        .arbiters(2)
+        .shard_config(ShardConfig::new(crate::intents()).compression(Codec::Zlib.discore()));
+    let started = Instant::now();
+    let manager = ShardManager::launch(config)
+        .await
+        .map_err(|e| anyhow!("ShardManager: {e}"))?;
+    let ready = actix_rt::time::timeout(Duration::from_secs(120), manager.send(WaitUntilReady))
+        .await
+        .map_err(|_| anyhow!("the fleet was not ready within 120 s"))?;
+    let elapsed = started.elapsed();
+    ready?.map_err(|e| anyhow!("ShardManager: {e}"))?;
+    let _ = actix_rt::time::timeout(
+        Duration::from_secs(10),
+        manager.send(ShutdownFleet(StopMode::End)),
+    )
+    .await;
     Ok(elapsed)
 }
 

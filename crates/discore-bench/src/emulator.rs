@@ -104,6 +104,7 @@ pub struct Emulator {
     stdin: Option<ChildStdin>,
     replies: mpsc::UnboundedReceiver<String>,
     gateway_url: String,
+    rest_url: String,
 }
 
 impl Emulator {
@@ -126,18 +127,26 @@ impl Emulator {
             stdin,
             replies,
             gateway_url: String::new(),
+            rest_url: String::new(),
         };
         let first = emulator.reply(Duration::from_secs(20)).await?;
-        emulator.gateway_url = first
+        let urls = first
             .strip_prefix("gateway ")
-            .ok_or_else(|| anyhow!("unexpected first line from the emulator: {first}"))?
-            .to_owned();
+            .and_then(|urls| urls.split_once(' '))
+            .ok_or_else(|| anyhow!("unexpected first line from the emulator: {first}"))?;
+        emulator.gateway_url = urls.0.to_owned();
+        emulator.rest_url = urls.1.to_owned();
         Ok(emulator)
     }
 
     /// The discovery URL, `ws://127.0.0.1:PORT/`.
     pub fn gateway_url(&self) -> &str {
         &self.gateway_url
+    }
+
+    /// The REST base, `http://127.0.0.1:PORT/api/v10`.
+    pub fn rest_url(&self) -> &str {
+        &self.rest_url
     }
 
     /// Sends a command without waiting for its answer.
@@ -281,7 +290,7 @@ async fn serve_async(args: EmulatorArgs) -> anyhow::Result<()> {
     let mock = MockServer::start(config)
         .await
         .context("starting the emulator")?;
-    println!("gateway {}", mock.gateway_url());
+    println!("gateway {} {}", mock.gateway_url(), mock.rest_url());
     let mut commands = read_lines(std::io::stdin());
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     loop {

@@ -143,8 +143,13 @@ fn build_notes() -> String {
     format!("{profile}; {twilight}; flate2 backend zlib-rs (unified with discore-mock's)")
 }
 
-/// The commit of the working tree, with `-dirty` when it has changes.
+/// The commit of the working tree, with `-dirty` when it has changes, or
+/// `DISCORE_BENCH_COMMIT` when set.
 pub fn commit() -> String {
+    // A copy of the tree without `.git` (a patched build) names its commit.
+    if let Ok(commit) = std::env::var("DISCORE_BENCH_COMMIT") {
+        return commit;
+    }
     let run = |args: &[&str]| {
         Command::new("git")
             .args(args)
