@@ -210,7 +210,10 @@ impl MockConfig {
     }
 
     /// Extra time after `heartbeat_interval` before a connection without a
-    /// heartbeat is closed. Default: half the interval (so 1.5 × interval).
+    /// heartbeat is closed. Default: half the interval, but at least one
+    /// second, so a scaled-down interval (tens of milliseconds in a test) is
+    /// not failed by scheduling delays on a busy machine. Set it explicitly
+    /// to test fast detection of a silent client.
     pub fn heartbeat_grace(mut self, grace: Duration) -> Self {
         self.heartbeat_grace = Some(grace);
         self
@@ -342,7 +345,10 @@ impl MockConfig {
     }
 
     pub(crate) fn heartbeat_timeout(&self) -> Duration {
-        self.heartbeat_interval + self.heartbeat_grace.unwrap_or(self.heartbeat_interval / 2)
+        let grace = self
+            .heartbeat_grace
+            .unwrap_or_else(|| (self.heartbeat_interval / 2).max(Duration::from_secs(1)));
+        self.heartbeat_interval + grace
     }
 }
 
@@ -358,11 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_timeout_defaults_to_one_and_a_half_intervals() {
-        let config = MockConfig::new().heartbeat_interval(std::time::Duration::from_millis(100));
-        assert_eq!(
-            config.heartbeat_timeout(),
-            std::time::Duration::from_millis(150)
-        );
+    fn heartbeat_timeout_defaults_to_one_and_a_half_intervals_with_a_floor() {
+        use std::time::Duration;
+        let config = MockConfig::new().heartbeat_interval(Duration::from_secs(40));
+        assert_eq!(config.heartbeat_timeout(), Duration::from_secs(60));
+        let config = MockConfig::new().heartbeat_interval(Duration::from_millis(100));
+        assert_eq!(config.heartbeat_timeout(), Duration::from_millis(1100));
+        let config = config.heartbeat_grace(Duration::from_millis(20));
+        assert_eq!(config.heartbeat_timeout(), Duration::from_millis(120));
     }
 }

@@ -55,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 41_250)]
     heartbeat_interval_ms: u64,
     /// Grace after the interval before a silent connection is closed, in ms
-    /// (default: half the interval).
+    /// (default: half the interval, at least 1000).
     #[arg(long)]
     heartbeat_grace_ms: Option<u64>,
     /// Client payloads allowed per send window.

@@ -51,7 +51,12 @@ async fn every_heartbeat_is_acked() {
 /// §15.2: a connection that stops heartbeating is closed (resumably, 4000).
 #[actix_rt::test]
 async fn silent_connection_is_closed() {
-    let mock = start(config().heartbeat_interval(Duration::from_millis(60))).await;
+    let mock = start(
+        config()
+            .heartbeat_interval(Duration::from_millis(60))
+            .heartbeat_grace(Duration::from_millis(30)),
+    )
+    .await;
     let mut client = connect_json(&mock.gateway_url()).await;
     client.hello().await;
     client.send(&identify(1, None)).await;
