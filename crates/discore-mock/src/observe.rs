@@ -191,6 +191,9 @@ pub struct IdentifyRecord {
     pub shard: [u32; 2],
     /// `shard_id % max_concurrency`.
     pub bucket: u32,
+    /// Whether it came on the resume URL (legal, but after a failed resume
+    /// the docs say to identify on the discovery URL).
+    pub on_resume_url: bool,
     /// The intents asked for.
     pub intents: u64,
     /// Time since the server started.

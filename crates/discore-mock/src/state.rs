@@ -421,11 +421,16 @@ impl State {
             u32::try_from(shard64[1]).unwrap_or(u32::MAX),
         ];
         let bucket = shard[0] % self.config.max_concurrency;
+        let on_resume_url = self
+            .observed
+            .connection(connection)
+            .is_some_and(|c| c.on_resume_url);
         let record = |state: &mut Self, outcome| {
             state.observed.identifies.push(IdentifyRecord {
                 connection,
                 shard,
                 bucket,
+                on_resume_url,
                 intents: request.intents,
                 at,
                 outcome,

@@ -515,9 +515,13 @@ async fn resume_of_unknown_session_is_invalid() {
     client.hello().await;
     client.send(&resume("nope", 3)).await;
     assert_eq!(client.payload_next().await["d"], false);
-    // Still open: a fresh Identify on the same socket works.
+    // Still open: a fresh Identify on the same socket works, and the
+    // record says it came on the resume URL.
     client.send(&identify(1, None)).await;
     client.until_event("READY").await;
+    let seen = mock.observed();
+    assert_eq!(seen.resumes[0].outcome, ResumeOutcome::InvalidSession);
+    assert!(seen.identifies[0].on_resume_url);
     mock.stop().await;
 }
 
