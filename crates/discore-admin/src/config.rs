@@ -89,6 +89,11 @@ impl AdminConfig {
         self
     }
 
+    /// The address [`AdminServer::start`](crate::AdminServer::start) binds.
+    pub const fn addr(&self) -> SocketAddr {
+        self.bind
+    }
+
     /// HTTP worker threads. Default 1: the server answers a scraper and a
     /// few browsers.
     pub fn workers(mut self, workers: usize) -> Self {
