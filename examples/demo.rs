@@ -379,7 +379,7 @@ async fn main() -> anyhow::Result<()> {
                         .guilds(guilds)
                         .max_guilds_per_shard(per_shard)
                         .max_concurrency(4)
-                        .identify_window(Duration::from_millis(500))
+                        .identify_window(Duration::from_millis(250))
                         .heartbeat_interval(Duration::from_secs(5)),
                 )
                 .await?;
@@ -414,8 +414,9 @@ async fn main() -> anyhow::Result<()> {
     let info = rest.gateway_bot().await?;
     let limit = info.session_start_limit.clone();
     let window = if mock.is_some() {
-        // The emulator's window is 500 ms; keep a margin for a busy machine.
-        Duration::from_millis(600)
+        // Twice the emulator's window: an identify may reach it late on a
+        // busy machine, and the next one of its bucket on time.
+        Duration::from_millis(500)
     } else {
         discore::protocol::limits::IDENTIFY_WINDOW
     };
