@@ -4,11 +4,18 @@ use crate::redis_conn::{ClusterRedis, Keys, bounded};
 use discore_gateway::identify::{IdentifyFuture, IdentifyQueue, SessionStartLimit};
 use discore_protocol::{ShardId, limits::IDENTIFY_WINDOW};
 use redis::Script;
-use std::{fmt, sync::LazyLock, time::Duration};
+use std::{
+    fmt,
+    sync::LazyLock,
+    time::{Duration, Instant},
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long the budget lasts after a reset: Discord's day.
 const RESET_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+/// Slots taken for one identify at most when the process keeps waking up
+/// late; the last one is used however late.
+const MAX_ATTEMPTS: u32 = 5;
 /// The longest a reservation call may take before it is retried.
 const CALL_LIMIT: Duration = Duration::from_secs(3);
 
@@ -94,7 +101,10 @@ enum Job {
 ///
 /// Requests are reserved in the order [`IdentifyQueue::acquire`] is called
 /// (one background task sends them to Redis one after the other); a request
-/// dropped before Redis saw it reserves nothing. The slot times come from
+/// dropped before Redis saw it reserves nothing. A grant that reaches the
+/// shard more than a quarter window after its slot (a process stalled, or a
+/// slow Redis answer) is not used: another slot is taken, so a late process
+/// never identifies too close to the next holder of its bucket. The slot times come from
 /// Redis's clock, so the processes' clocks need not agree. While Redis is
 /// unreachable no identify is granted (resumes do not use the queue) and
 /// the reservation is retried.
@@ -182,20 +192,45 @@ impl RedisIdentifyQueue {
 
 impl IdentifyQueue for RedisIdentifyQueue {
     fn acquire(&self, shard: ShardId) -> IdentifyFuture {
+        let jobs = self.jobs.clone();
+        let slack = self.window / 4;
         let (grant, granted) = oneshot::channel();
-        let sent = self.jobs.send(Job::Reserve { shard, grant }).is_ok();
+        // Sent now, so slots are reserved in the order `acquire` is called.
+        let sent = Instant::now();
+        let mut first = jobs
+            .send(Job::Reserve { shard, grant })
+            .is_ok()
+            .then_some((sent, granted));
         Box::pin(async move {
-            if !sent {
-                log::error!("shard {shard}: identify queue task is gone; no identify is granted");
-                std::future::pending::<()>().await;
-            }
-            match granted.await {
-                Ok(wait) => actix_rt::time::sleep(wait).await,
-                Err(_) => {
-                    log::error!("shard {shard}: identify queue task ended; no identify is granted");
-                    std::future::pending::<()>().await;
+            for attempt in 1.. {
+                let (asked, granted) = match first.take() {
+                    Some(first) => first,
+                    None => {
+                        let asked = Instant::now();
+                        let (grant, granted) = oneshot::channel();
+                        if jobs.send(Job::Reserve { shard, grant }).is_err() {
+                            break;
+                        }
+                        (asked, granted)
+                    }
+                };
+                let Ok(wait) = granted.await else { break };
+                // The slot is at least `wait` after `asked` on Redis's clock.
+                // The next identify of the bucket may go one window after
+                // it, so ours must not go much later than the slot: a
+                // process that wakes up late asks for another slot instead.
+                let latest = asked + wait + slack;
+                actix_rt::time::sleep(wait).await;
+                let late = Instant::now().saturating_duration_since(latest);
+                if late.is_zero() || attempt >= MAX_ATTEMPTS {
+                    return;
                 }
+                log::info!(
+                    "shard {shard}: identify slot missed by {late:?} (a busy process), taking the next one"
+                );
             }
+            log::error!("shard {shard}: identify queue task is gone; no identify is granted");
+            std::future::pending::<()>().await;
         })
     }
 }

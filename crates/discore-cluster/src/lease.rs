@@ -270,3 +270,100 @@ fn corrupt(detail: &str) -> ClusterError {
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Lease semantics against the real Redis of this machine.
+
+    use super::{LeaseClient, Want};
+    use crate::redis_conn::ClusterRedis;
+    use std::time::{Duration, Instant};
+
+    async fn redis(test: &str) -> ClusterRedis {
+        let namespace = format!("t-lease-{test}-{:08x}", fastrand::u32(..));
+        match ClusterRedis::connect("redis://127.0.0.1:6379", &namespace).await {
+            Ok(redis) => redis,
+            Err(error) => panic!("these tests need the real Redis at 127.0.0.1:6379: {error:?}"),
+        }
+    }
+
+    fn client(redis: &ClusterRedis, node: &str, ttl: Duration) -> LeaseClient {
+        LeaseClient::new(redis, "shards-24", node, ttl, 24)
+    }
+
+    #[actix_rt::test]
+    async fn a_held_lease_is_claimed_by_nobody_else_until_it_expires() {
+        let redis = redis("expiry").await;
+        let ttl = Duration::from_millis(300);
+        let a = client(&redis, "a", ttl);
+        let b = client(&redis, "b", ttl);
+        let mine = a.tick(&[], &Want::Fixed(vec![3, 4])).await.expect("tick");
+        assert_eq!(mine.claimed.iter().map(|c| c.0).collect::<Vec<_>>(), [3, 4]);
+        let claimed_at = Instant::now();
+        let theirs = b.tick(&[], &Want::Fixed(vec![4, 5])).await.expect("tick");
+        assert_eq!(theirs.claimed.iter().map(|c| c.0).collect::<Vec<_>>(), [5]);
+        // Renewed by a: still not b's.
+        let renewed = a
+            .tick(&mine.claimed, &Want::Fixed(vec![3, 4]))
+            .await
+            .expect("tick");
+        assert_eq!(renewed.renewed, [3, 4]);
+        // a stops renewing; b gets shard 4 only once the TTL has passed.
+        let mut taken = None;
+        for _ in 0..200 {
+            let tick = b
+                .tick(&theirs.claimed, &Want::Fixed(vec![4, 5]))
+                .await
+                .expect("tick");
+            if let Some(claim) = tick.claimed.first() {
+                taken = Some((*claim, claimed_at.elapsed()));
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        let ((id, token), after) = taken.expect("b claims shard 4 after the ttl");
+        assert_eq!(id, 4);
+        assert!(after >= ttl, "claimed after {after:?}, before the ttl");
+        let old_token = mine.claimed[1].1;
+        assert!(
+            token > old_token,
+            "fencing tokens grow: {token} after {old_token}"
+        );
+        // a learns it lost shard 4 at its next renewal.
+        let late = a
+            .tick(&mine.claimed, &Want::Fixed(vec![3, 4]))
+            .await
+            .expect("tick");
+        assert!(late.lost.contains(&4), "{late:?}");
+        redis.delete_namespace().await.expect("cleanup");
+    }
+
+    #[actix_rt::test]
+    async fn fair_shares_split_the_shards_and_a_release_frees_at_once() {
+        let redis = redis("share").await;
+        let ttl = Duration::from_secs(5);
+        let nodes: Vec<LeaseClient> = ["n1", "n2", "n3"]
+            .into_iter()
+            .map(|n| client(&redis, n, ttl))
+            .collect();
+        for node in &nodes {
+            node.tick(&[], &Want::Register).await.expect("register");
+        }
+        let mut held: Vec<Vec<(u32, u64)>> = vec![Vec::new(); 3];
+        for (node, held) in nodes.iter().zip(&mut held) {
+            let tick = node.tick(held, &Want::Share).await.expect("tick");
+            assert_eq!((tick.target, tick.members), (8, 3));
+            held.extend(tick.claimed);
+        }
+        let mut all: Vec<u32> = held.iter().flatten().map(|(id, _)| *id).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..24).collect::<Vec<_>>(), "every shard exactly once");
+        // n3 leaves after releasing: the others' shares grow and they take
+        // its shards at their next tick.
+        assert_eq!(nodes[2].release(&held[2]).await.expect("release"), 8);
+        nodes[2].tick(&[], &Want::Leave).await.expect("leave");
+        let tick = nodes[0].tick(&held[0], &Want::Share).await.expect("tick");
+        assert_eq!((tick.target, tick.members, tick.claimed.len()), (12, 2, 4));
+        redis.delete_namespace().await.expect("cleanup");
+    }
+}

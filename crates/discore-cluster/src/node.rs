@@ -337,6 +337,9 @@ struct Owned {
     /// Stop the shard at this instant unless the lease is renewed.
     stop_by: Instant,
     commands: Option<JoinHandle<()>>,
+    /// Its session was active at the last status: handing it over now
+    /// costs a resume, not an identify.
+    active: bool,
 }
 
 impl Owned {
@@ -605,7 +608,9 @@ impl ClusterNode {
         }
     }
 
-    /// Hands over shards above the fair share, highest ids first.
+    /// Hands over shards above the fair share, highest ids first, among
+    /// those whose session is active (one still identifying would have to
+    /// identify again elsewhere).
     fn rebalance(&mut self, ctx: &mut Context<Self>) {
         let active = self
             .shards
@@ -620,7 +625,7 @@ impl ClusterNode {
             .shards
             .iter()
             .rev()
-            .filter(|(_, o)| matches!(o.run, Run::Running(_)))
+            .filter(|(_, o)| matches!(o.run, Run::Running(_)) && o.active)
             .map(|(n, _)| *n)
             .take(excess)
             .collect();
@@ -649,6 +654,7 @@ impl ClusterNode {
                 run: Run::Starting,
                 stop_by,
                 commands: None,
+                active: false,
             },
         );
         let config = self.manager_config(number);
@@ -870,8 +876,18 @@ impl ClusterNode {
                 if let Err(error) = status::publish(&redis, &node, &reports, ttl).await {
                     log::debug!("node {node}: publishing status failed: {error}");
                 }
+                reports
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|reports, node, _| {
+                for report in reports {
+                    if let Some(owned) = node.shards.get_mut(&report.shard.number())
+                        && owned.token == report.fencing_token
+                    {
+                        owned.active = report.state.as_deref() == Some("Active");
+                    }
+                }
+            }),
         );
     }
 

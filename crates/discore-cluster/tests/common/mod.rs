@@ -72,14 +72,14 @@ pub fn report(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The emulator, scaled: heartbeats every 200 ms, identify window 50 ms
-/// (the cluster's queue uses 100 ms: a margin for a busy machine).
+/// The emulator, scaled: heartbeats every second, identify window 50 ms
+/// (the cluster's queue uses 250 ms: a margin for a busy machine).
 pub async fn mock(guilds: u64, max_concurrency: u32) -> MockServer {
     MockServer::start(
         MockConfig::new()
             .guilds(guilds)
             .max_concurrency(max_concurrency)
-            .heartbeat_interval(Duration::from_millis(200))
+            .heartbeat_interval(Duration::from_millis(1000))
             .identify_window(Duration::from_millis(50))
             .send_limit(120, Duration::from_secs(6))
             .rest_rate_limit(None),
@@ -160,6 +160,7 @@ pub fn assert_never_two_owners(seen: &Observed) {
 pub struct Process {
     pub name: String,
     child: Child,
+    reader: Option<std::thread::JoinHandle<()>>,
     lines: Arc<Mutex<Vec<String>>>,
     pub log: PathBuf,
 }
@@ -168,7 +169,8 @@ impl Process {
     /// Starts `discore-cluster-node <mode> <args>`; its stderr goes to a
     /// log file in the target directory, its stdout lines are collected.
     pub fn start(name: &str, mode: &str, args: &[(&str, String)]) -> Self {
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.log"));
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{:08x}.log", fastrand::u32(..)));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_discore-cluster-node"));
         command.arg(mode);
@@ -187,7 +189,7 @@ impl Process {
         let stdout = child.stdout.take().expect("piped stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().expect("lines").push(line);
             }
@@ -195,6 +197,7 @@ impl Process {
         Self {
             name: name.to_owned(),
             child,
+            reader: Some(reader),
             lines,
             log,
         }

@@ -1,0 +1,153 @@
+//! Three gateway processes (real OS processes) share 24 shards through
+//! Redis without an identify-concurrency violation; `kill -9` of one has its
+//! shards resumed by the others once its leases expire, with no identify and
+//! no shard ever run by two processes.
+
+mod common;
+
+use common::{Process, REDIS_URL, TIMEOUT};
+use discore_cluster::{ClusterRedis, ClusterShardReport, cluster_status};
+use discore_mock::{MockServer, Observed};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+const TOTAL: u32 = 24;
+const LEASE_TTL_MS: u64 = 1000;
+
+fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
+    Process::start(
+        name,
+        "gateway",
+        &[
+            ("redis", REDIS_URL.to_owned()),
+            ("namespace", namespace.to_owned()),
+            ("rest", mock.rest_url()),
+            ("total", TOTAL.to_string()),
+            ("node-id", name.to_owned()),
+            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+            ("checkpoint-ms", "50".to_owned()),
+            ("status-ms", "100".to_owned()),
+            ("identify-window-ms", "250".to_owned()),
+            ("max-concurrency", "4".to_owned()),
+            ("arbiters", "1".to_owned()),
+        ],
+    )
+}
+
+/// Every shard live exactly once on the emulator.
+fn all_live_once(seen: &Observed) -> bool {
+    let live = common::live_shards(seen, TOTAL);
+    live.len() == TOTAL as usize && live.values().all(|n| *n == 1)
+}
+
+/// The cluster status once every shard is active on one of `nodes`, each
+/// holding its fair share.
+async fn settled(redis: &ClusterRedis, nodes: &[&str]) -> Vec<ClusterShardReport> {
+    common::wait_for("the cluster status shows every shard active", async || {
+        let status = cluster_status(redis).await.ok()?;
+        let active = status
+            .iter()
+            .filter(|r| r.state.as_deref() == Some("Active"));
+        let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
+        for report in active {
+            *per_node.entry(report.node.as_str()).or_default() += 1;
+        }
+        let share = TOTAL / u32::try_from(nodes.len()).ok()?;
+        let fair = status.len() == TOTAL as usize
+            && per_node.len() == nodes.len()
+            && nodes.iter().all(|n| per_node.get(n) == Some(&share));
+        fair.then_some(status)
+    })
+    .await
+}
+
+fn assert_clean(seen: &Observed) {
+    assert!(
+        seen.violations.is_empty(),
+        "violations: {:#?}",
+        seen.violations
+    );
+    common::assert_never_two_owners(seen);
+}
+
+#[actix_rt::test]
+async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
+    common::init_logging();
+    let namespace = common::namespace("shards");
+    let redis = common::redis(&namespace).await;
+    let mock = common::mock(48, 4).await;
+
+    let started = Instant::now();
+    let mut nodes: Vec<Process> = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .map(|name| gateway(name, &namespace, &mock))
+        .collect();
+    common::wait_mock(&mock, "24 shards run once each", all_live_once).await;
+    let status = settled(&redis, &["node-a", "node-b", "node-c"]).await;
+    println!("24 shards on 3 processes in {:?}", started.elapsed());
+    let seen = mock.observed();
+    assert_clean(&seen);
+    assert_eq!(seen.identifies_total(), 24, "one identify per shard");
+
+    // A crash: node-b's shards are resumed by node-a and node-c.
+    let victims: Vec<u32> = status
+        .iter()
+        .filter(|r| r.node == "node-b")
+        .map(|r| r.shard.number())
+        .collect();
+    assert_eq!(victims.len(), 8);
+    let resumes_before = seen.resumes_total();
+    let killed = Instant::now();
+    nodes[1].kill9();
+    // The killed connections end first; then, after the lease TTL, the
+    // shards come back on the survivors.
+    common::wait_mock(&mock, "the killed shards are gone", |seen| {
+        common::live_shards(seen, TOTAL).len() == 16
+    })
+    .await;
+    common::wait_mock(&mock, "24 shards run once each again", all_live_once).await;
+    let took = killed.elapsed();
+    let status = settled(&redis, &["node-a", "node-c"]).await;
+    println!("take-over of 8 shards after kill -9: {took:?} (lease ttl {LEASE_TTL_MS} ms)");
+    let seen = mock.observed();
+    for shard in &victims {
+        let report = status
+            .iter()
+            .find(|r| r.shard.number() == *shard)
+            .expect("reported");
+        assert_ne!(report.node, "node-b");
+        assert!(
+            report.resumes >= 1,
+            "shard {shard} was not resumed: {report:?}\nresumes: {:#?}\nlogs: {:?}",
+            seen.resumes,
+            nodes.iter().map(|n| &n.log).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            report.identifies, 0,
+            "shard {shard} did not identify: {report:?}"
+        );
+    }
+    assert_clean(&seen);
+    assert_eq!(seen.identifies_total(), 24, "the take-over identified");
+    assert!(seen.resumes_total() >= resumes_before + 8);
+    assert!(
+        took >= Duration::from_millis(LEASE_TTL_MS) - Duration::from_millis(50),
+        "shards were taken over after {took:?}, before the lease could expire"
+    );
+    assert!(took < TIMEOUT / 2, "take-over took {took:?}");
+
+    for node in nodes.iter_mut().filter(|n| n.name != "node-b") {
+        node.terminate().await;
+        assert!(
+            node.printed(&format!("STOPPED {}", node.name)),
+            "{} printed {:?}; see {}",
+            node.name,
+            node.lines(),
+            node.log.display()
+        );
+    }
+    mock.stop().await;
+    redis.delete_namespace().await.expect("cleanup");
+}
