@@ -280,6 +280,11 @@ impl Recorder {
         }
     }
 
+    /// What was recorded so far.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
     /// Events forgotten because the record was full.
     pub(crate) fn forgotten(&self) -> usize {
         self.forgotten
@@ -390,6 +395,86 @@ impl Aligner {
                 Verdict::Deliver
             }
         }
+    }
+}
+
+/// The first event of each key in a new shard's held-back events, leaving
+/// out the artifacts of session starts: where the new fleet's stream of
+/// each guild begins. `events` are `(sequence, dispatch)` in arrival order.
+pub(crate) fn heads<'a>(
+    events: impl IntoIterator<Item = (u64, &'a Arc<Dispatch>)>,
+) -> HashMap<Key, Arc<Dispatch>> {
+    let mut scanner = Aligner::new(History::new());
+    let mut heads: HashMap<Key, Arc<Dispatch>> = HashMap::new();
+    for (sequence, dispatch) in events {
+        if scanner.decide(sequence, dispatch, |_| true) == Verdict::Deliver {
+            heads
+                .entry(guild_of(dispatch))
+                .or_insert_with(|| Arc::clone(dispatch));
+        }
+    }
+    heads
+}
+
+/// What a draining old relay does with an event.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum Drained {
+    /// Deliver (and record) it: the new fleet's stream of its guild begins
+    /// later, or the new fleet has nothing of its guild yet.
+    Deliver,
+    /// Drop it: the new fleet has it and every later event of its guild.
+    Drop,
+}
+
+/// The old relay's side of the switch. For each guild whose stream in the
+/// new fleet begins with `head`, the old fleet keeps delivering until it
+/// reaches `head`; from there the new fleet delivers. The old relay is done
+/// when every head is reached, so nothing sent before the new sessions
+/// began is lost in the old shard's socket.
+#[derive(Debug)]
+pub(crate) struct Drainer {
+    pending: HashMap<Key, Arc<Dispatch>>,
+    reached: HashSet<Key>,
+}
+
+impl Drainer {
+    /// Heads the old relay delivered already count as reached.
+    pub(crate) fn new(heads: HashMap<Key, Arc<Dispatch>>, delivered: &History) -> Self {
+        let mut drainer = Self {
+            pending: HashMap::new(),
+            reached: HashSet::new(),
+        };
+        for (key, head) in heads {
+            let seen = delivered
+                .get(&key)
+                .is_some_and(|events| events.iter().any(|e| same_event(e, &head)));
+            if seen {
+                drainer.reached.insert(key);
+            } else {
+                drainer.pending.insert(key, head);
+            }
+        }
+        drainer
+    }
+
+    pub(crate) fn decide(&mut self, dispatch: &Dispatch) -> Drained {
+        let key = guild_of(dispatch);
+        if self.reached.contains(&key) {
+            return Drained::Drop;
+        }
+        match self.pending.get(&key) {
+            Some(head) if same_event(head, dispatch) => {
+                self.pending.remove(&key);
+                self.reached.insert(key);
+                Drained::Drop
+            }
+            _ => Drained::Deliver,
+        }
+    }
+
+    /// Every head reached.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 

@@ -87,6 +87,7 @@ pub struct ManagerConfig {
     pub(crate) resharding: ReshardMode,
     pub(crate) reshard_history: usize,
     pub(crate) alignment_window: Duration,
+    pub(crate) drain_timeout: Duration,
     pub(crate) reshard_attempts: u32,
     pub(crate) reshard_retry_delay: Duration,
     pub(crate) status_interval: Duration,
@@ -144,6 +145,7 @@ impl ManagerConfig {
             resharding: ReshardMode::ZeroDowntime,
             reshard_history: 100_000,
             alignment_window: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
             reshard_attempts: 5,
             reshard_retry_delay: Duration::from_secs(30),
             status_interval: Duration::from_millis(500),
@@ -312,6 +314,14 @@ impl ManagerConfig {
     /// against what the old fleet delivered. Default 60 s.
     pub fn alignment_window(mut self, window: Duration) -> Self {
         self.alignment_window = window;
+        self
+    }
+
+    /// At the switch, how long an old shard may take to catch up with the
+    /// new fleet (to deliver what was sent before the new sessions began)
+    /// before delivery switches anyway. Default 10 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
         self
     }
 

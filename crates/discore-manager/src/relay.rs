@@ -9,11 +9,22 @@
 //! back, and at the switch the old relays fall silent while the new ones
 //! deliver what the old ones did not (see [`crate::align`]).
 
-use crate::align::{Aligner, History, KnownGuilds, Recorder, Verdict, guild_change, kind_of};
-use actix::{Actor, AsyncContext as _, Context, Handler, Message, MessageResult, Recipient};
-use discore_gateway::{EventFilter, GatewayEvent};
+use crate::align::{
+    Aligner, Drained, Drainer, History, Key, KnownGuilds, Recorder, Verdict, guild_change, heads,
+    kind_of,
+};
+use actix::{
+    Actor, AsyncContext as _, Context, Handler, Message, MessageResult, Recipient, ResponseFuture,
+};
+use discore_gateway::{Dispatch, EventFilter, GatewayEvent};
 use discore_protocol::ShardId;
-use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::oneshot;
 
 /// A recipient of events with its filter.
 #[derive(Clone, Debug)]
@@ -30,6 +41,9 @@ pub(crate) enum Mode {
     Recording(Recorder),
     /// Hold back (the new fleet before the switch).
     Staging(VecDeque<GatewayEvent>),
+    /// Deliver up to where the new fleet's streams begin, then fall silent
+    /// and hand the record over (the old fleet during the switch).
+    Draining(Box<Draining>),
     /// Deliver what the old fleet did not (the new fleet after the switch).
     Aligning(Aligner),
     /// Drop (the old fleet after the switch, until it stops).
@@ -42,10 +56,18 @@ impl fmt::Debug for Mode {
             Self::Live => "Live",
             Self::Recording(_) => "Recording",
             Self::Staging(_) => "Staging",
+            Self::Draining(_) => "Draining",
             Self::Aligning(_) => "Aligning",
             Self::Muted => "Muted",
         })
     }
+}
+
+/// An old relay during the switch.
+pub(crate) struct Draining {
+    recorder: Recorder,
+    drainer: Drainer,
+    reply: Option<oneshot::Sender<History>>,
 }
 
 /// The relay actor of one shard.
@@ -127,8 +149,38 @@ impl Handler<GatewayEvent> for Relay {
                 self.deliver(&event);
             }
             Mode::Staging(held) => held.push_back(event),
+            Mode::Draining(draining) => {
+                if draining.drainer.decide(&event.event) == Drained::Deliver {
+                    draining.recorder.record(&event.event);
+                    self.deliver(&event);
+                }
+                if matches!(&self.mode, Mode::Draining(d) if d.drainer.is_complete()) {
+                    self.finish_draining();
+                }
+            }
             Mode::Aligning(_) => self.deliver_aligned(&event),
             Mode::Muted => {}
+        }
+    }
+}
+
+impl Relay {
+    /// Falls silent and hands the record over.
+    fn finish_draining(&mut self) {
+        if let Mode::Draining(draining) = std::mem::replace(&mut self.mode, Mode::Muted) {
+            let Draining {
+                recorder, reply, ..
+            } = *draining;
+            if recorder.forgotten() > 0 {
+                log::warn!(
+                    "shard {}: the re-sharding record overflowed by {} events; some may be delivered twice",
+                    self.shard,
+                    recorder.forgotten()
+                );
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(recorder.into_history());
+            }
         }
     }
 }
@@ -179,30 +231,83 @@ impl Handler<StopRecording> for Relay {
     }
 }
 
-/// Falls silent and answers what was recorded (the switch).
+/// The switch, on an old relay: deliver until every guild's stream
+/// reaches `heads` (where the new fleet's streams begin), then fall silent
+/// and answer what was delivered. After `timeout` it gives up waiting.
 #[derive(Message)]
 #[rtype(result = "History")]
-pub(crate) struct MuteAndTakeHistory;
+pub(crate) struct Drain {
+    pub(crate) heads: HashMap<Key, Arc<Dispatch>>,
+    pub(crate) timeout: Duration,
+}
 
-impl Handler<MuteAndTakeHistory> for Relay {
-    type Result = MessageResult<MuteAndTakeHistory>;
+impl Handler<Drain> for Relay {
+    type Result = ResponseFuture<History>;
 
-    /// Mutes the relay and hands over its record.
-    fn handle(&mut self, _: MuteAndTakeHistory, _: &mut Context<Self>) -> Self::Result {
-        let history = match std::mem::replace(&mut self.mode, Mode::Muted) {
-            Mode::Recording(recorder) => {
-                if recorder.forgotten() > 0 {
-                    log::warn!(
-                        "shard {}: the re-sharding record overflowed by {} events; some may be delivered twice",
-                        self.shard,
-                        recorder.forgotten()
-                    );
-                }
-                recorder.into_history()
+    /// Starts draining; answers when done.
+    fn handle(&mut self, Drain { heads, timeout }: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let recorder = match std::mem::replace(&mut self.mode, Mode::Muted) {
+            Mode::Recording(recorder) => recorder,
+            // Restarted during the re-sharding without a record, or live.
+            Mode::Live => Recorder::new(1),
+            other => {
+                self.mode = other;
+                return Box::pin(async { History::new() });
             }
-            _ => History::new(),
         };
-        MessageResult(history)
+        let drainer = Drainer::new(heads, recorder.history());
+        let (reply, answer) = oneshot::channel();
+        self.mode = Mode::Draining(Box::new(Draining {
+            recorder,
+            drainer,
+            reply: Some(reply),
+        }));
+        if matches!(&self.mode, Mode::Draining(d) if d.drainer.is_complete()) {
+            self.finish_draining();
+        } else {
+            ctx.run_later(timeout, |relay, _| {
+                if matches!(relay.mode, Mode::Draining(_)) {
+                    log::warn!(
+                        "shard {}: did not reach the new fleet's position in time; switching anyway",
+                        relay.shard
+                    );
+                    relay.finish_draining();
+                }
+            });
+        }
+        Box::pin(async move { answer.await.unwrap_or_default() })
+    }
+}
+
+/// The relay's shard is gone: whatever it was draining is complete.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Finish;
+
+impl Handler<Finish> for Relay {
+    type Result = ();
+
+    /// Ends draining.
+    fn handle(&mut self, _: Finish, _: &mut Context<Self>) {
+        self.finish_draining();
+    }
+}
+
+/// Where each guild's stream begins among the held-back events.
+#[derive(Message)]
+#[rtype(result = "HashMap<Key, Arc<Dispatch>>")]
+pub(crate) struct TakeHeads;
+
+impl Handler<TakeHeads> for Relay {
+    type Result = MessageResult<TakeHeads>;
+
+    /// The first held event of each guild, session artifacts left out.
+    fn handle(&mut self, _: TakeHeads, _: &mut Context<Self>) -> Self::Result {
+        let found = match &self.mode {
+            Mode::Staging(held) => heads(held.iter().map(|e| (e.sequence, &e.event))),
+            _ => HashMap::new(),
+        };
+        MessageResult(found)
     }
 }
 
@@ -240,22 +345,5 @@ impl Handler<Release> for Relay {
                 relay.mode = Mode::Live;
             }
         });
-    }
-}
-
-/// Whether the relay holds events back (the manager counts them in status).
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub(crate) struct HeldEvents;
-
-impl Handler<HeldEvents> for Relay {
-    type Result = usize;
-
-    /// Events held back.
-    fn handle(&mut self, _: HeldEvents, _: &mut Context<Self>) -> usize {
-        match &self.mode {
-            Mode::Staging(held) => held.len(),
-            _ => 0,
-        }
     }
 }

@@ -102,6 +102,7 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
             .max_concurrency(4)
             .identify_window(Duration::from_millis(150))
             .heartbeat_interval(Duration::from_millis(500))
+            .heartbeat_grace(Duration::from_secs(2))
             .send_limit(120, common::SEND_WINDOW)
             .rest_rate_limit(None),
     )
@@ -109,7 +110,7 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
     let (bot, _log) = collector();
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .identify_window(Duration::from_millis(200))
+            .identify_window(Duration::from_millis(300))
             .status_interval(Duration::from_millis(50))
             .subscribe_fleet(bot.recipient()),
     )

@@ -1,6 +1,6 @@
 use super::{
-    Aligner, GuildChange, History, Recorder, Verdict, guild_change, guild_of, same_event,
-    union_filter,
+    Aligner, Drained, Drainer, GuildChange, History, Recorder, Verdict, guild_change, guild_of,
+    heads, same_event, union_filter,
 };
 use discore_gateway::{Dispatch, EventFilter, EventType};
 use serde_json::value::RawValue;
@@ -210,4 +210,47 @@ fn union_of_filters() {
     let all = union_filter([&a, &EventFilter::all()]);
     assert!(all.wants(Some(EventType::TypingStart)));
     assert!(all.wants(None));
+}
+
+#[test]
+fn heads_skip_session_artifacts() {
+    let ready = dispatch("READY", "{}");
+    let stream = [
+        ready,
+        guild_create(1),
+        guild_create(2),
+        typing(2, 7),
+        typing(1, 5),
+        typing(1, 6),
+    ];
+    let found = heads(stream.iter().enumerate().map(|(i, e)| (i as u64 + 1, e)));
+    assert_eq!(found.len(), 2);
+    assert!(same_event(&found[&Some(1)], &typing(1, 5)));
+    assert!(same_event(&found[&Some(2)], &typing(2, 7)));
+}
+
+#[test]
+fn the_old_relay_delivers_up_to_the_new_streams_head() {
+    let (a, b, c, d) = (typing(1, 1), typing(1, 2), typing(1, 3), typing(1, 4));
+    let heads = [(Some(1), c.clone())].into_iter().collect();
+    let mut drainer = Drainer::new(heads, &History::new());
+    assert!(!drainer.is_complete());
+    // a and b were sent before the new session began: only the old one has them.
+    assert_eq!(drainer.decide(&a), Drained::Deliver);
+    assert_eq!(drainer.decide(&b), Drained::Deliver);
+    // c is where the new stream begins: the new fleet takes over.
+    assert_eq!(drainer.decide(&c), Drained::Drop);
+    assert!(drainer.is_complete());
+    assert_eq!(drainer.decide(&d), Drained::Drop);
+    // Guilds without a head keep being delivered (and aligned later).
+    assert_eq!(drainer.decide(&typing(2, 1)), Drained::Deliver);
+}
+
+#[test]
+fn a_head_already_delivered_is_reached() {
+    let c = typing(1, 3);
+    let delivered = history(&[(1, &[typing(1, 2), c.clone()])]);
+    let mut drainer = Drainer::new([(Some(1), c)].into_iter().collect(), &delivered);
+    assert!(drainer.is_complete());
+    assert_eq!(drainer.decide(&typing(1, 4)), Drained::Drop);
 }

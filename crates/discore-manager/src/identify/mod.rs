@@ -14,7 +14,7 @@ mod ordered;
 pub use discore_gateway::identify::{
     IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit,
 };
-pub(crate) use ordered::OrderedIdentifyQueue;
+pub(crate) use ordered::{OrderedIdentifyQueue, Spacing};
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,13 @@
 //! asks the inner queue directly when it comes), so a slow connection cannot
 //! hold the fleet back for long. Every later request (a reconnect that needs
 //! a new session) goes straight to the inner queue.
+//!
+//! When the manager built the inner queue itself it knows its buckets and
+//! window, and also spaces grants: a bucket's grant never follows the
+//! previous one by less than the window, measured when granted. A queue
+//! that reserves slots in advance would otherwise hand out several overdue
+//! slots at once after the process stalled (a busy machine), and the
+//! identifies would reach Discord back to back.
 
 use discore_gateway::identify::{IdentifyFuture, IdentifyQueue};
 use discore_protocol::ShardId;
@@ -17,7 +24,7 @@ use std::{
     collections::{HashMap, VecDeque},
     fmt,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::oneshot;
 
@@ -27,6 +34,53 @@ pub(crate) struct OrderedIdentifyQueue {
     inner: Arc<dyn IdentifyQueue>,
     straggler_timeout: Duration,
     state: Arc<Mutex<Order>>,
+    spacing: Option<Arc<Spacing>>,
+}
+
+/// The last grant of each bucket, to space grants by the window.
+#[derive(Debug)]
+pub(crate) struct Spacing {
+    max_concurrency: u32,
+    window: Duration,
+    last: Mutex<HashMap<u32, Instant>>,
+}
+
+impl Spacing {
+    pub(crate) fn new(max_concurrency: u32, window: Duration) -> Self {
+        Self {
+            max_concurrency: max_concurrency.max(1),
+            window,
+            last: Mutex::default(),
+        }
+    }
+
+    /// Waits until `shard`'s bucket had no grant for a window, and records
+    /// this grant.
+    async fn pace(&self, shard: ShardId) {
+        let bucket = shard.number() % self.max_concurrency;
+        loop {
+            let wait = {
+                let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = Instant::now();
+                match last.get(&bucket) {
+                    Some(previous) if now < *previous + self.window => {
+                        Some(*previous + self.window - now)
+                    }
+                    _ => {
+                        last.insert(bucket, now);
+                        None
+                    }
+                }
+            };
+            match wait {
+                Some(wait) => {
+                    log::debug!("shard {shard}: identify held {wait:?} to keep its bucket's pace");
+                    actix_rt::time::sleep(wait).await;
+                }
+                None => return,
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -44,6 +98,7 @@ impl fmt::Debug for OrderedIdentifyQueue {
             .field("inner", &self.inner)
             .field("expected", &order.expected.len())
             .field("waiting", &order.waiting.len())
+            .field("spacing", &self.spacing)
             .finish()
     }
 }
@@ -88,11 +143,16 @@ impl Order {
 }
 
 impl OrderedIdentifyQueue {
-    pub(crate) fn new(inner: Arc<dyn IdentifyQueue>, straggler_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        inner: Arc<dyn IdentifyQueue>,
+        straggler_timeout: Duration,
+        spacing: Option<Spacing>,
+    ) -> Self {
         Self {
             inner,
             straggler_timeout,
             state: Arc::default(),
+            spacing: spacing.map(Arc::new),
         }
     }
 
@@ -118,10 +178,17 @@ impl OrderedIdentifyQueue {
 
 impl IdentifyQueue for OrderedIdentifyQueue {
     fn acquire(&self, shard: ShardId) -> IdentifyFuture {
+        let spacing = self.spacing.clone();
         let mut order = lock(&self.state);
         if !order.expected.contains(&shard) {
             drop(order);
-            return self.inner.acquire(shard);
+            let permit = self.inner.acquire(shard);
+            return Box::pin(async move {
+                permit.await;
+                if let Some(spacing) = spacing {
+                    spacing.pace(shard).await;
+                }
+            });
         }
         let (sender, mut receiver) = oneshot::channel();
         // A repeated request replaces an abandoned one.
@@ -148,6 +215,9 @@ impl IdentifyQueue for OrderedIdentifyQueue {
             match permit {
                 Some(permit) => permit.await,
                 None => inner.acquire(shard).await,
+            }
+            if let Some(spacing) = spacing {
+                spacing.pace(shard).await;
             }
         })
     }
@@ -184,6 +254,7 @@ mod tests {
         let queue = Arc::new(OrderedIdentifyQueue::new(
             recorder.clone(),
             Duration::from_secs(30),
+            None,
         ));
         queue.launch(ids(0..4));
         // Requests arrive out of order; none passes before shard 0 asked.
@@ -209,6 +280,7 @@ mod tests {
         let queue = Arc::new(OrderedIdentifyQueue::new(
             recorder.clone(),
             Duration::from_millis(20),
+            None,
         ));
         queue.launch(ids(0..3));
         // Shard 0 never asks; 1 and 2 go after the timeout, in order.
@@ -224,7 +296,7 @@ mod tests {
     #[actix_rt::test]
     async fn forgetting_a_shard_releases_the_ones_behind_it() {
         let recorder = Arc::new(Recorder::default());
-        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30));
+        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30), None);
         queue.launch(ids(0..2));
         let one = queue.acquire(ShardId::new(1, 8));
         queue.forget(ShardId::new(0, 8));
@@ -235,9 +307,51 @@ mod tests {
     #[actix_rt::test]
     async fn unlaunched_shards_pass_straight_through() {
         let recorder = Arc::new(Recorder::default());
-        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30));
+        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30), None);
         queue.launch(ids(4..6));
         queue.acquire(ShardId::new(7, 8)).await;
         assert_eq!(*recorder.0.lock().expect("lock"), [7]);
+    }
+}
+
+#[cfg(test)]
+mod spacing_tests {
+    use super::{OrderedIdentifyQueue, Spacing};
+    use discore_gateway::identify::{IdentifyFuture, IdentifyQueue};
+    use discore_protocol::ShardId;
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+
+    /// Grants everything at once, as a queue whose slots all fell due
+    /// while the process stalled.
+    #[derive(Debug)]
+    struct AllDue;
+
+    impl IdentifyQueue for AllDue {
+        fn acquire(&self, _: ShardId) -> IdentifyFuture {
+            Box::pin(async {})
+        }
+    }
+
+    #[actix_rt::test]
+    async fn overdue_grants_of_a_bucket_are_spaced_by_the_window() {
+        let window = Duration::from_millis(40);
+        let queue = OrderedIdentifyQueue::new(
+            Arc::new(AllDue),
+            Duration::from_secs(30),
+            Some(Spacing::new(2, window)),
+        );
+        let start = Instant::now();
+        // Shards 0, 2 and 4 share bucket 0; shard 1 is alone in bucket 1.
+        let mut times = Vec::new();
+        for n in [0, 1, 2, 4] {
+            queue.acquire(ShardId::new(n, 6)).await;
+            times.push((n, start.elapsed()));
+        }
+        assert!(times[1].1 < window, "bucket 1 is not held back: {times:?}");
+        assert!(times[2].1 >= window, "{times:?}");
+        assert!(times[3].1 >= window * 2, "{times:?}");
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     config::{ManagerConfig, ReshardMode, ShardCount},
     error::ManagerError,
     event::{FleetEvent, FleetProgress, FleetStop, ShardFailure},
-    identify::OrderedIdentifyQueue,
+    identify::{OrderedIdentifyQueue, Spacing},
     intensity::{RestartIntensity, RestartPolicy},
     relay::{Mode, Relay, SetSubscribers, Subscriber},
     session_store::{SavedSession, SessionStore},
@@ -148,6 +148,7 @@ pub(crate) struct Settings {
     pub(crate) resharding: ReshardMode,
     pub(crate) reshard_history: usize,
     pub(crate) alignment_window: Duration,
+    pub(crate) drain_timeout: Duration,
     pub(crate) reshard_attempts: u32,
     pub(crate) reshard_retry_delay: Duration,
     pub(crate) status_interval: Duration,
@@ -273,9 +274,14 @@ impl ShardManager {
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
+        let spacing = config
+            .identify_queue
+            .is_none()
+            .then(|| Spacing::new(max_concurrency(&config, &info), config.identify_window));
         let queue = Arc::new(OrderedIdentifyQueue::new(
             identify_queue(&config, &info),
             config.identify_order_timeout,
+            spacing,
         ));
         let gateway_url = config.gateway_url.clone().unwrap_or(info.url);
         let resharding = if config.range.is_some() {
@@ -295,6 +301,7 @@ impl ShardManager {
             resharding,
             reshard_history: config.reshard_history,
             alignment_window: config.alignment_window,
+            drain_timeout: config.drain_timeout,
             reshard_attempts: config.reshard_attempts,
             reshard_retry_delay: config.reshard_retry_delay,
             status_interval: config.status_interval,
@@ -668,21 +675,25 @@ fn complete_saved_total(saved: &[SavedSession]) -> Option<u32> {
         .map(|(total, _)| total)
 }
 
+/// The identify concurrency: configured, or from `/gateway/bot`.
+fn max_concurrency(config: &ManagerConfig, info: &BotConnectionInfo) -> u32 {
+    config
+        .max_concurrency
+        .unwrap_or(u32::from(info.session_start_limit.max_concurrency))
+        .max(1)
+}
+
 /// The configured queue, or an in-memory one sized from `/gateway/bot`.
 fn identify_queue(config: &ManagerConfig, info: &BotConnectionInfo) -> Arc<dyn IdentifyQueue> {
     if let Some(queue) = &config.identify_queue {
         return Arc::clone(queue);
     }
     let limit = &info.session_start_limit;
-    let max_concurrency = config
-        .max_concurrency
-        .unwrap_or(u32::from(limit.max_concurrency))
-        .max(1);
     let reserve = config
         .identify_reserve
         .unwrap_or_else(|| (limit.total / 20).max(1));
     Arc::new(
-        InMemoryIdentifyQueue::with_window(max_concurrency, config.identify_window)
+        InMemoryIdentifyQueue::with_window(max_concurrency(config, info), config.identify_window)
             .with_session_start_limit(SessionStartLimit {
                 remaining: limit.remaining,
                 reset_after: Duration::from_millis(limit.reset_after),

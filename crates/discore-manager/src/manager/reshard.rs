@@ -5,8 +5,11 @@
 //! 1. ask `GET /gateway/bot` for the count (or take the requested one);
 //! 2. the serving fleet's relays start recording what they deliver; a new
 //!    fleet with the new total starts, its relays holding events back;
-//! 3. when every new shard is READY with all its guilds, the old relays fall
-//!    silent and hand their records over; each new relay delivers its held
+//! 3. when every new shard is READY with all its guilds, the new relays
+//!    tell where each guild's stream begins (its first held event); each
+//!    old relay keeps delivering its guilds until it reaches those points
+//!    (so nothing sent before the new sessions began is lost), then falls
+//!    silent and hands its record over; each new relay delivers its held
 //!    events minus those the old fleet delivered (and minus the new
 //!    sessions' READY and initial GUILD_CREATEs of known guilds);
 //! 4. the old shards close with 1000 and their saved sessions are dropped.
@@ -21,13 +24,13 @@ use crate::{
     align::{History, Key},
     config::ReshardMode,
     event::FleetEvent,
-    relay::{MuteAndTakeHistory, Release, StartRecording, StopRecording},
+    relay::{Drain, Relay, Release, StartRecording, StopRecording, TakeHeads},
 };
-use actix::{ActorFutureExt as _, AsyncContext as _, Context, WrapFuture as _};
-use discore_gateway::{ShardFailureReason, StopMode};
+use actix::{ActorFutureExt as _, Addr, AsyncContext as _, Context, WrapFuture as _};
+use discore_gateway::{Dispatch, ShardFailureReason, StopMode};
 use discore_protocol::{ShardId, shard_for_guild};
 use futures_util::future::join_all;
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 /// A re-sharding under way.
 #[derive(Debug)]
@@ -174,7 +177,8 @@ impl ShardManager {
         self.launch_fleet(Role::Next, ctx);
     }
 
-    /// Every shard of the new fleet is ready: switch delivery.
+    /// Every shard of the new fleet is ready: switch delivery. First learn
+    /// where each guild's stream begins in the new fleet.
     pub(crate) fn next_fleet_ready(&mut self, ctx: &mut Context<Self>) {
         let Some(reshard) = &mut self.reshard else {
             return;
@@ -184,25 +188,94 @@ impl ShardManager {
         };
         reshard.stage = Stage::Switching { to };
         log::info!("re-sharding: the fleet of {to} is ready, switching delivery");
-        let relays: Vec<(u32, _)> = self
+        let Some(next) = &self.next else {
+            return;
+        };
+        let relays: Vec<_> = next
+            .slots
+            .values()
+            .filter_map(|s| s.relay.clone())
+            .collect();
+        let requests = join_all(relays.iter().map(|relay| relay.send(TakeHeads)));
+        ctx.spawn(requests.into_actor(self).map(move |results, manager, ctx| {
+            let mut heads: HashMap<Key, Arc<Dispatch>> = HashMap::new();
+            for found in results.into_iter().flatten() {
+                heads.extend(found);
+            }
+            manager.drain_old_fleet(to, heads, ctx);
+        }));
+    }
+
+    /// Lets each old relay deliver up to the heads of its guilds, then
+    /// collects what they delivered.
+    fn drain_old_fleet(
+        &mut self,
+        to: u32,
+        heads: HashMap<Key, Arc<Dispatch>>,
+        ctx: &mut Context<Self>,
+    ) {
+        if !self.switching_to(to) || self.stopping {
+            return;
+        }
+        let total = self.active.total;
+        let timeout = self.settings.drain_timeout;
+        let drains: Vec<(u32, Addr<Relay>, Drain)> = self
             .active
             .slots
             .iter()
-            .filter_map(|(number, slot)| slot.relay.clone().map(|r| (*number, r)))
+            .filter_map(|(number, slot)| {
+                let relay = slot.relay.clone()?;
+                let mine: HashMap<Key, Arc<Dispatch>> = if slot.addr().is_some() {
+                    heads
+                        .iter()
+                        .filter(|(key, _)| match key {
+                            Some(guild) => shard_for_guild(*guild, total) == *number,
+                            None => *number == 0,
+                        })
+                        .map(|(key, head)| (*key, Arc::clone(head)))
+                        .collect()
+                } else {
+                    // Its shard is gone: nothing more will come.
+                    HashMap::new()
+                };
+                Some((
+                    *number,
+                    relay,
+                    Drain {
+                        heads: mine,
+                        timeout,
+                    },
+                ))
+            })
             .collect();
+        let numbers: Vec<u32> = drains.iter().map(|(n, _, _)| *n).collect();
         let requests = join_all(
-            relays
-                .iter()
-                .map(|(_, relay)| relay.send(MuteAndTakeHistory)),
+            drains
+                .into_iter()
+                .map(|(_, relay, drain)| relay.send(drain)),
         );
         ctx.spawn(requests.into_actor(self).map(move |results, manager, ctx| {
-            let histories: Vec<(u32, History)> = relays
-                .iter()
+            let histories: Vec<(u32, History)> = numbers
+                .into_iter()
                 .zip(results)
-                .filter_map(|((number, _), history)| history.ok().map(|h| (*number, h)))
+                .map(|(number, history)| (number, history.unwrap_or_default()))
                 .collect();
             manager.complete_switch(to, histories, ctx);
         }));
+    }
+
+    /// Whether delivery is being switched to the fleet of `to` shards.
+    pub(crate) fn switching_to(&self, to: u32) -> bool {
+        self.reshard
+            .as_ref()
+            .is_some_and(|r| r.stage == Stage::Switching { to })
+    }
+
+    /// Whether delivery is being switched.
+    pub(crate) fn switching(&self) -> bool {
+        self.reshard
+            .as_ref()
+            .is_some_and(|r| matches!(r.stage, Stage::Switching { .. }))
     }
 
     /// The old fleet is silent and its records are in: release the new one.
@@ -212,11 +285,7 @@ impl ShardManager {
         histories: Vec<(u32, History)>,
         ctx: &mut Context<Self>,
     ) {
-        let still_switching = self
-            .reshard
-            .as_ref()
-            .is_some_and(|r| r.stage == Stage::Switching { to });
-        if !still_switching || self.stopping {
+        if !self.switching_to(to) || self.stopping {
             return;
         }
         let Some(next) = self.next.take() else {

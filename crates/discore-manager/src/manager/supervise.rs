@@ -15,6 +15,7 @@ use super::{Role, ShardManager, SlotState};
 use crate::{
     event::{FleetEvent, FleetStop, ShardFailure},
     intensity::RestartDecision,
+    relay::Finish,
     session_store::SavedSession,
 };
 use actix::{AsyncContext as _, Context, Handler};
@@ -73,13 +74,18 @@ impl Handler<ShardExited> for ShardManager {
             return;
         };
         let number = exit.shard.number();
-        let stopping = self.stopping;
+        let stopping = self.stopping || (role == Role::Active && self.switching());
         let Some(slot) = self.slot_mut(role, number) else {
             return;
         };
         match slot.state {
             SlotState::Running(_) if !stopping => {}
             SlotState::Running(_) | SlotState::Stopping => {
+                // During a switch an old shard is not restarted: its relay
+                // has everything it will get.
+                if let Some(relay) = &slot.relay {
+                    relay.do_send(Finish);
+                }
                 slot.state = SlotState::Stopped;
                 return;
             }
@@ -200,6 +206,10 @@ impl ShardManager {
         // The actor idles in `Failed`; shut it down, its exit is expected.
         if let SlotState::Running(addr) = &slot.state {
             addr.do_send(Shutdown(StopMode::End));
+        }
+        if let Some(relay) = &slot.relay {
+            // A relay draining for the switch gets nothing more.
+            relay.do_send(Finish);
         }
         let failure = ShardFailure::Fatal(reason);
         slot.state = SlotState::Failed(failure);

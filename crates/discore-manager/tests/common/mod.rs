@@ -30,12 +30,14 @@ pub fn init_logging() {
 /// heartbeats take the same share of it as on Discord.
 pub const SEND_WINDOW: Duration = Duration::from_secs(6);
 
-/// An emulator with scaled intervals: heartbeat 200 ms, identify window
-/// 40 ms (the manager's is 60 ms: a margin for a busy machine), send limit
-/// 120 per 6 s.
+/// An emulator with scaled intervals: heartbeat 500 ms (with a generous
+/// grace: a busy machine delays timers), identify window 40 ms (the
+/// manager's is 150 ms: frames sent on time may still arrive late), send
+/// limit 120 per 6 s.
 pub fn mock_config() -> MockConfig {
     MockConfig::new()
-        .heartbeat_interval(Duration::from_millis(200))
+        .heartbeat_interval(Duration::from_millis(500))
+        .heartbeat_grace(Duration::from_secs(2))
         .identify_window(Duration::from_millis(40))
         .send_limit(120, SEND_WINDOW)
         .rest_rate_limit(None)
@@ -65,7 +67,7 @@ pub fn shard_config() -> ShardConfig {
 pub fn manager_config(mock: &MockServer) -> ManagerConfig {
     ManagerConfig::new(Token::new("mock-token").expect("valid token"), INTENTS)
         .rest_url(mock.rest_url())
-        .identify_window(Duration::from_millis(60))
+        .identify_window(Duration::from_millis(150))
         .status_interval(Duration::from_millis(20))
         .shard_config(shard_config())
         .arbiters(2)
