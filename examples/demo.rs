@@ -53,7 +53,7 @@ use std::{
     pin::pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::Poll,
     time::{Duration, Instant},
@@ -74,6 +74,8 @@ struct Counters {
     pongs_sent: AtomicU64,
     pongs_seen: AtomicU64,
     rest_errors: AtomicU64,
+    /// The fleet has been ready once: the summary replaces the progress bar.
+    fleet_ready: AtomicBool,
 }
 
 /// The bot: answers `!ping` with `pong` over REST, ignoring its own messages.
@@ -198,6 +200,7 @@ impl Console {
 /// Shows the fleet's start-up and its notable events.
 struct Watcher {
     console: Console,
+    counters: Arc<Counters>,
     started: Instant,
     last: Option<FleetProgress>,
 }
@@ -215,10 +218,13 @@ impl Handler<FleetEvent> for Watcher {
                 self.last = Some(progress);
                 self.console.progress(&progress, self.started);
             }
-            FleetEvent::Ready(progress) => self.console.line(&format!(
-                "fleet ready in {:.1}s: {progress}",
-                self.started.elapsed().as_secs_f64()
-            )),
+            FleetEvent::Ready(progress) => {
+                self.counters.fleet_ready.store(true, Ordering::Relaxed);
+                self.console.line(&format!(
+                    "fleet ready in {:.1}s: {progress}",
+                    self.started.elapsed().as_secs_f64()
+                ));
+            }
             FleetEvent::ShardRestarted {
                 shard, resuming, ..
             } => self.console.line(&format!(
@@ -454,6 +460,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let watcher = Watcher {
         console,
+        counters: Arc::clone(&counters),
         started,
         last: None,
     }
@@ -516,7 +523,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
-    // The live summary, once the fleet is up.
+    // The live summary, once the fleet is up (or has been trying for long).
     {
         let manager = manager.clone();
         let counters = Arc::clone(&counters);
@@ -536,7 +543,9 @@ async fn main() -> anyhow::Result<()> {
                 let now = Instant::now();
                 let rate = events.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
                 last = (now, events);
-                if status.ready || status.progress.shards_ready > 0 {
+                if counters.fleet_ready.load(Ordering::Relaxed)
+                    || started.elapsed() > Duration::from_secs(60)
+                {
                     console.line(&summary(&status, &counters, rate));
                 }
             }

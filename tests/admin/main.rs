@@ -269,3 +269,77 @@ async fn binds_loopback_by_default() {
     );
     admin.stop().await;
 }
+
+/// A shard without a manager is served too: the page's data and the metrics
+/// show it, with its reconnects counted by kind.
+#[actix_rt::test]
+async fn serves_a_shard_without_a_manager() {
+    use discore::gateway::{EventFilter, Intents, Shard, ShardConfig, ShardId, Token};
+    use std::time::Duration;
+
+    fleet::init_logging();
+    let mock = discore_mock::MockServer::start(
+        discore_mock::MockConfig::new()
+            .guilds(2)
+            .heartbeat_interval(Duration::from_millis(200))
+            .rest_rate_limit(None),
+    )
+    .await
+    .expect("the emulator starts");
+    let intents = Intents::GUILDS;
+    let shard = Shard::new(
+        Token::new("mock-token").expect("valid token"),
+        ShardId::new(0, 1),
+        ShardConfig::new(intents).gateway_url(mock.gateway_url()),
+    )
+    .subscribe(
+        actix::Actor::start(fleet::Sink).recipient(),
+        EventFilter::all(),
+    )
+    .start()
+    .await
+    .expect("the shard starts");
+    let admin = AdminServer::start_on(
+        loopback(),
+        AdminConfig::new().min_refresh(Duration::ZERO),
+        discore_admin::ShardSource::new(vec![shard.clone()]),
+    )
+    .expect("starts");
+    mock.reconnect(&Target::Shard(0));
+    let deadline = std::time::Instant::now() + fleet::TIMEOUT;
+    loop {
+        let (status, body) = get(&format!("{}metrics", admin.url()), None).await;
+        assert_eq!(status, 200);
+        let metrics = prometheus::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let resumed = metrics
+            .find(
+                "discore_reconnects_total",
+                &[("shard", "0"), ("kind", "resume")],
+            )
+            .first()
+            .is_some_and(|s| s.value >= 1.0);
+        if resumed {
+            assert_eq!(metrics.value("discore_fleet_shard_count", &[]), 1.0);
+            assert_eq!(
+                metrics.value("discore_shard_guilds", &[("shard", "0")]),
+                2.0
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no resume counted:\n{body}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, body) = get(&format!("{}api/shards", admin.url()), None).await;
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["shards"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["fleet"]["total"], 1);
+    assert!(json["fleet"]["identify"].is_null(), "no metered queue here");
+    admin.stop().await;
+    let _ = shard
+        .send(discore::gateway::Shutdown(discore::gateway::StopMode::End))
+        .await;
+    mock.stop().await;
+}
