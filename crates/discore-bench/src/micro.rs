@@ -10,9 +10,15 @@ use crate::{
 use anyhow::Context as _;
 use discore_gateway::{Dispatch, EventType};
 use discore_protocol::Envelope;
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeSeed as _, IgnoredAny};
 use std::{hint::black_box, sync::Arc, time::Instant};
-use twilight_model::gateway::event::GatewayEventDeserializer;
+use twilight_model::{
+    channel::Message,
+    gateway::{
+        event::{DispatchEvent, GatewayEvent, GatewayEventDeserializer},
+        payload::incoming::MessageCreate,
+    },
+};
 
 /// Nanoseconds per item of the fastest of `runs` passes of `pass`.
 fn per_item(
@@ -62,6 +68,19 @@ fn discore_parse(json: &str) -> anyhow::Result<usize> {
     let data = envelope.data.context("no d")?;
     let dispatch = Arc::new(Dispatch::parse(name, kind, data));
     Ok(dispatch.typed().map_or(0, |_| 1))
+}
+
+/// The limit's parse through simd-json: the envelope from `json`, the
+/// event from `buffer` (a copy simd-json may rewrite in place).
+fn simd_parse(json: &str, buffer: &mut [u8]) -> anyhow::Result<usize> {
+    let envelope = GatewayEventDeserializer::from_json(json).context("no envelope")?;
+    let mut deserializer = simd_json::Deserializer::from_slice(buffer)?;
+    match envelope.deserialize(&mut deserializer)? {
+        GatewayEvent::Dispatch(_, DispatchEvent::MessageCreate(message)) => {
+            Ok(message.content.len())
+        }
+        _ => anyhow::bail!("not a MESSAGE_CREATE"),
+    }
 }
 
 /// Runs every step over the captures and returns the table.
@@ -163,6 +182,46 @@ pub fn run(captures: &[Capture], runs: usize) -> anyhow::Result<Section> {
             payloads
                 .iter()
                 .try_fold(0, |sum, p| Ok(sum + discore_parse(p)?))
+        })?,
+    );
+    // The data alone, to split the typed parse from the envelope.
+    let datas: Vec<&str> = payloads
+        .iter()
+        .map(|p| {
+            Envelope::peek(p)
+                .ok()
+                .and_then(|e| e.data)
+                .map_or("null", |d| d.get())
+        })
+        .collect();
+    step(
+        "typed parse, one pass, simd-json",
+        "the limit's parse with simd-json's serde deserializer (on a mutable copy)",
+        per_item(runs, n, || {
+            let mut buffer = Vec::with_capacity(1 << 16);
+            payloads.iter().try_fold(0, |sum, p| {
+                buffer.clear();
+                buffer.extend_from_slice(p.as_bytes());
+                Ok(sum + simd_parse(p, &mut buffer)?)
+            })
+        })?,
+    );
+    step(
+        "typed parse of d: MessageCreate",
+        "twilight-model's MessageCreate: serde(flatten) buffers d into Content first",
+        per_item(runs, n, || {
+            datas.iter().try_fold(0, |sum, d| {
+                Ok(sum + serde_json::from_str::<MessageCreate>(d)?.content.len())
+            })
+        })?,
+    );
+    step(
+        "typed parse of d: Message",
+        "the same d into Message directly (no flatten; channel_type not read)",
+        per_item(runs, n, || {
+            datas.iter().try_fold(0, |sum, d| {
+                Ok(sum + serde_json::from_str::<Message>(d)?.content.len())
+            })
         })?,
     );
     step(
