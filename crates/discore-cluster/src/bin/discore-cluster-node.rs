@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Output (stdout, one line each): `STARTED <node-id>`, `STOPPED <node-id>`,
-//! and for a worker `EVENT <shard> <sequence> <name> <data>` per event
+//! and for a worker `EVENT <shard> <sequence> <name> <unix µs> <data>` per event
 //! handled. SIGTERM stops cleanly (hand-over); SIGKILL is a crash.
 
 use actix::prelude::*;
@@ -153,8 +153,11 @@ impl Handler<GatewayEvent> for Printer {
                 Dispatch::Raw(raw) => raw.data.get().to_owned(),
                 Dispatch::Known { .. } => "-".to_owned(),
             };
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
             say(&format!(
-                "EVENT {} {} {} {data}",
+                "EVENT {} {} {} {at} {data}",
                 event.shard.number(),
                 event.sequence,
                 event.name()

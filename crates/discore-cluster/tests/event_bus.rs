@@ -1,0 +1,232 @@
+//! Events published by gateway processes reach a worker fleet (real OS
+//! processes) through NATS JetStream exactly once per dispatch, in order per
+//! shard; a worker killed mid-stream loses nothing; commands go back to the
+//! process that owns the shard.
+
+mod common;
+
+use common::{NATS_URL, Process, REDIS_URL};
+use discore_cluster::{CommandClient, RemoteCommandError, cluster_status};
+use discore_gateway::Command;
+use discore_manager::CommandTarget;
+use discore_mock::{MockServer, Target};
+use std::{collections::BTreeMap, time::Duration};
+
+const TOTAL: u32 = 4;
+const EVENT: &str = "DISCORE_BUS_TEST";
+
+fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
+    Process::start(
+        name,
+        "gateway",
+        &[
+            ("redis", REDIS_URL.to_owned()),
+            ("nats", NATS_URL.to_owned()),
+            ("namespace", namespace.to_owned()),
+            ("rest", mock.rest_url()),
+            ("total", TOTAL.to_string()),
+            ("node-id", name.to_owned()),
+            ("lease-ttl-ms", "1000".to_owned()),
+            ("checkpoint-ms", "50".to_owned()),
+            ("status-ms", "100".to_owned()),
+            ("identify-window-ms", "250".to_owned()),
+            ("max-concurrency", "4".to_owned()),
+        ],
+    )
+}
+
+fn worker(name: &str, namespace: &str) -> Process {
+    Process::start(
+        name,
+        "worker",
+        &[
+            ("redis", REDIS_URL.to_owned()),
+            ("nats", NATS_URL.to_owned()),
+            ("namespace", namespace.to_owned()),
+            ("total", TOTAL.to_string()),
+            ("node-id", name.to_owned()),
+            ("lease-ttl-ms", "1000".to_owned()),
+            ("handle-ms", "5".to_owned()),
+        ],
+    )
+}
+
+/// One handled test event: `(shard, marker, handled at µs, worker)`.
+type Handled = (u32, u64, u128, String);
+
+/// Every test event the workers printed.
+fn handled(workers: &[Process]) -> Vec<Handled> {
+    let mut all = Vec::new();
+    for worker in workers {
+        for line in worker.lines() {
+            let parts: Vec<&str> = line.splitn(6, ' ').collect();
+            let ["EVENT", shard, _sequence, name, at, data] = parts[..] else {
+                continue;
+            };
+            if name != EVENT {
+                continue;
+            }
+            let data: serde_json::Value = serde_json::from_str(data).expect("json data");
+            let marker = data["n"].as_u64().expect("marker");
+            all.push((
+                shard.parse().expect("shard"),
+                marker,
+                at.parse().expect("time"),
+                worker.name.clone(),
+            ));
+        }
+    }
+    all
+}
+
+/// Dispatches markers `range` to every shard, interleaved.
+fn dispatch(mock: &MockServer, range: std::ops::Range<u64>) {
+    for n in range {
+        for shard in 0..TOTAL {
+            let deliveries = mock.dispatch(
+                Some(&Target::Shard(shard)),
+                EVENT,
+                &serde_json::json!({ "n": n, "shard": shard }),
+            );
+            assert_eq!(deliveries.len(), 1, "shard {shard} has one session");
+        }
+    }
+}
+
+/// Per shard, the markers in the order they were first handled.
+fn first_seen(all: &[Handled]) -> BTreeMap<u32, Vec<u64>> {
+    let mut sorted = all.to_vec();
+    sorted.sort_by_key(|h| h.2);
+    let mut per_shard: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (shard, marker, _, _) in sorted {
+        let seen = per_shard.entry(shard).or_default();
+        if !seen.contains(&marker) {
+            seen.push(marker);
+        }
+    }
+    per_shard
+}
+
+#[actix_rt::test]
+async fn a_worker_fleet_gets_every_dispatch_once_in_order_and_survives_a_kill_9() {
+    common::init_logging();
+    let namespace = common::namespace("bus");
+    let redis = common::redis(&namespace).await;
+    let bus = common::bus(&namespace).await;
+    let mock = common::mock(8, 4).await;
+
+    let mut gateways = vec![
+        gateway("gw-a", &namespace, &mock),
+        gateway("gw-b", &namespace, &mock),
+    ];
+    let mut workers = vec![
+        worker("worker-1", &namespace),
+        worker("worker-2", &namespace),
+        worker("worker-3", &namespace),
+    ];
+    common::wait_mock(&mock, "4 shards run", |seen| {
+        common::live_shards(seen, TOTAL).len() == TOTAL as usize
+    })
+    .await;
+    common::wait_for("every shard is active", async || {
+        let status = cluster_status(&redis).await.ok()?;
+        (status.len() == TOTAL as usize
+            && status.iter().all(|r| r.state.as_deref() == Some("Active")))
+        .then_some(())
+    })
+    .await;
+
+    // Exactly once, in order per shard.
+    dispatch(&mock, 0..25);
+    common::wait_for("the workers handled 100 events", async || {
+        (handled(&workers).len() >= 100).then_some(())
+    })
+    .await;
+    // A moment for duplicates, if any, to show up.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let all = handled(&workers);
+    assert_eq!(
+        all.len(),
+        100,
+        "each dispatch handled exactly once: {all:?}"
+    );
+    for (shard, markers) in first_seen(&all) {
+        assert_eq!(
+            markers,
+            (0..25).collect::<Vec<_>>(),
+            "shard {shard} in order"
+        );
+    }
+
+    // Commands go back to the process owning the shard.
+    let commands = CommandClient::new(bus.clone(), TOTAL).timeout(Duration::from_secs(5));
+    let presence = r#"{"op":3,"d":{"since":null,"activities":[],"status":"idle","afk":false}}"#;
+    let queued = commands
+        .send(CommandTarget::Shard(2), Command::Raw(presence.to_owned()))
+        .await
+        .expect("shard 2 queues the command");
+    assert_eq!(queued, 1);
+    common::wait_mock(&mock, "shard 2 sent the presence update", |seen| {
+        seen.connections.iter().any(|c| {
+            c.is_open() && c.shard == Some([2, TOTAL]) && c.received.iter().any(|p| p.op == Some(3))
+        })
+    })
+    .await;
+    let nobody = commands
+        .send(CommandTarget::Shard(7), Command::Raw(presence.to_owned()))
+        .await;
+    assert_eq!(nobody, Err(RemoteCommandError::NoOwner { shard: 7 }));
+
+    // A worker killed mid-stream loses nothing.
+    dispatch(&mock, 25..85);
+    let victim = common::wait_for("a worker is handling the second batch", async || {
+        let all = handled(&workers);
+        all.iter()
+            .filter(|h| h.1 >= 25)
+            .nth(20)
+            .map(|h| workers.iter().position(|w| w.name == h.3))
+            .flatten()
+    })
+    .await;
+    workers[victim].kill9();
+    println!("killed {}", workers[victim].name);
+    common::wait_for("every event of the second batch was handled", async || {
+        let firsts = first_seen(&handled(&workers));
+        (firsts.values().map(Vec::len).sum::<usize>() == 4 * 85).then_some(())
+    })
+    .await;
+    let all = handled(&workers);
+    for (shard, markers) in first_seen(&all) {
+        assert_eq!(
+            markers,
+            (0..85).collect::<Vec<_>>(),
+            "shard {shard} in order, none lost"
+        );
+    }
+    // Only the event a killed handler was on can come twice: one per shard.
+    let mut counts: BTreeMap<(u32, u64), usize> = BTreeMap::new();
+    for (shard, marker, _, _) in &all {
+        *counts.entry((*shard, *marker)).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.len() <= TOTAL as usize && twice.iter().all(|(_, n)| **n == 2),
+        "duplicates beyond the events the killed worker was on: {twice:?}"
+    );
+    println!("redelivered after the kill: {twice:?}");
+    let seen = mock.observed();
+    assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+
+    for process in workers.iter_mut().chain(gateways.iter_mut()) {
+        if process.name != workers_name(victim) {
+            process.terminate().await;
+        }
+    }
+    mock.stop().await;
+    bus.delete_stream().await.expect("cleanup stream");
+    redis.delete_namespace().await.expect("cleanup");
+}
+
+fn workers_name(index: usize) -> String {
+    format!("worker-{}", index + 1)
+}
