@@ -115,7 +115,7 @@ async fn a_worker_fleet_gets_every_dispatch_once_in_order_and_survives_a_kill_9(
     let bus = common::bus(&namespace).await;
     let mock = common::mock(8, 4).await;
 
-    let mut gateways = vec![
+    let mut gateways = [
         gateway("gw-a", &namespace, &mock),
         gateway("gw-b", &namespace, &mock),
     ];
@@ -184,8 +184,7 @@ async fn a_worker_fleet_gets_every_dispatch_once_in_order_and_survives_a_kill_9(
         all.iter()
             .filter(|h| h.1 >= 25)
             .nth(20)
-            .map(|h| workers.iter().position(|w| w.name == h.3))
-            .flatten()
+            .and_then(|h| workers.iter().position(|w| w.name == h.3))
     })
     .await;
     workers[victim].kill9();
