@@ -133,7 +133,12 @@ async fn the_page_shows_a_live_fleet() {
     let Some(browser) = chromium("the_page_shows_a_live_fleet") else {
         return;
     };
-    let fleet = fleet::start(6, AdminConfig::new().title("browser test")).await;
+    let fleet = fleet::start_with(
+        6,
+        AdminConfig::new().title("browser test"),
+        Duration::from_secs(5),
+    )
+    .await;
     fleet::wait_for_api(&fleet, "every shard active", |json| {
         json["fleet"]["states"]["active"] == 3
     })

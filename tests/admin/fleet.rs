@@ -48,14 +48,21 @@ pub struct Fleet {
 }
 
 /// Starts `guilds` guilds at two per shard, a ready fleet on them with live
-/// traffic, and an admin server on a free loopback port.
+/// traffic, and an admin server on a free loopback port. Heartbeats every
+/// 200 ms, to measure latencies quickly.
 pub async fn start(guilds: u64, admin: AdminConfig) -> Fleet {
+    start_with(guilds, admin, Duration::from_millis(200)).await
+}
+
+/// As [`start`], with another heartbeat interval: a long one keeps a busy
+/// machine from turning a late ACK into a reconnect while a test looks.
+pub async fn start_with(guilds: u64, admin: AdminConfig, heartbeat: Duration) -> Fleet {
     init_logging();
     let mock = MockServer::start(
         MockConfig::new()
             .guilds(guilds)
             .max_guilds_per_shard(2)
-            .heartbeat_interval(Duration::from_millis(200))
+            .heartbeat_interval(heartbeat)
             .identify_window(Duration::from_millis(40))
             .send_limit(120, Duration::from_secs(6))
             .rest_rate_limit(None),

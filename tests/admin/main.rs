@@ -44,12 +44,26 @@ async fn metrics_parse_and_count_what_the_fleet_did() {
             )
             .first()
             .is_some_and(|s| s.value >= 1.0);
-        if measured && resumed {
+        // A busy machine may delay a heartbeat ACK into a (resumed)
+        // reconnect: judge a snapshot where every shard is active again.
+        let active = ["0", "1", "2"].iter().all(|shard| {
+            metrics
+                .find(
+                    "discore_shard_state",
+                    &[("shard", shard), ("state", "active")],
+                )
+                .first()
+                .is_some_and(|s| s.value == 1.0)
+        }) && metrics
+            .find("discore_fleet_ready", &[])
+            .first()
+            .is_some_and(|s| s.value == 1.0);
+        if measured && resumed && active {
             break (text, metrics);
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for latencies and a resume:\n{text}"
+            "timed out waiting for latencies, a resume and every shard active:\n{text}"
         );
         actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
     };
@@ -139,7 +153,12 @@ async fn metrics_parse_and_count_what_the_fleet_did() {
 /// everything a tile shows.
 #[actix_rt::test]
 async fn api_shards_has_the_pages_shape() {
-    let fleet = fleet::start(6, AdminConfig::new().title("shape test")).await;
+    let fleet = fleet::start_with(
+        6,
+        AdminConfig::new().title("shape test"),
+        std::time::Duration::from_secs(5),
+    )
+    .await;
     let json = wait_for_api(&fleet, "every shard active", |json| {
         json["fleet"]["states"]["active"] == 3
     })
