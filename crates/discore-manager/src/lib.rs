@@ -78,3 +78,8 @@ pub use session_store::{
     InMemorySessionStore, JsonFileSessionStore, SavedSession, SessionStore, SessionStoreError,
 };
 pub use status::{FleetStatus, ReshardingStatus, ShardReport, ShardRunState};
+
+/// The guide's code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/shard-manager.md")]
+mod guide {}
