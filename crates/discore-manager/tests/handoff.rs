@@ -131,3 +131,42 @@ async fn restart_from_a_session_file_performs_zero_identifies() {
     let _ = std::fs::remove_dir_all(dir);
     mock.stop().await;
 }
+
+/// With a checkpoint interval, sessions are saved while the fleet runs, so a
+/// process that dies without a hand-off can still be resumed.
+#[actix_rt::test]
+async fn checkpoints_save_running_sessions() {
+    init_logging();
+    let mock = start_mock(mock_config().guilds(4).max_guilds_per_shard(2)).await;
+    let store = Arc::new(InMemorySessionStore::new());
+    let manager = ShardManager::launch(
+        manager_config(&mock)
+            .session_store(store.clone())
+            .checkpoint_interval(Some(std::time::Duration::from_millis(50))),
+    )
+    .await
+    .expect("the fleet starts");
+    manager
+        .send(WaitUntilReady)
+        .await
+        .expect("manager answers")
+        .expect("ready");
+    wait_for("two checkpointed sessions", || store.len() == 2).await;
+    let saved = store.load().await.expect("loads");
+    let sessions: Vec<String> = mock
+        .observed()
+        .sessions
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    for s in &saved {
+        assert_eq!(s.shard.total(), 2);
+        assert!(sessions.contains(&s.session.id), "{s:?}");
+    }
+    manager
+        .send(ShutdownFleet(StopMode::End))
+        .await
+        .expect("manager answers")
+        .expect("shutdown");
+    mock.stop().await;
+}
