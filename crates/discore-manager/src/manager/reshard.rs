@@ -19,11 +19,11 @@
 //! back to plain delivery, and another attempt follows after a delay, up to
 //! the configured number.
 
-use super::{Fleet, Role, ShardManager};
+use super::{Fleet, Role, ShardManager, SlotState};
 use crate::{
     align::{History, Key},
     config::ReshardMode,
-    event::FleetEvent,
+    event::{FleetEvent, ShardFailure},
     relay::{Drain, Relay, Release, StartRecording, StopRecording, TakeHeads},
 };
 use actix::{ActorFutureExt as _, Addr, AsyncContext as _, Context, WrapFuture as _};
@@ -315,6 +315,20 @@ impl ShardManager {
             self.active.ready = false;
             self.ensure_polling(ctx);
         }
+        // A new shard refused during the switch asks for another count.
+        let refused = self
+            .active
+            .slots
+            .values()
+            .find_map(|slot| match slot.state {
+                SlotState::Failed(ShardFailure::Fatal(reason)) if reason.needs_resharding() => {
+                    Some((slot.id, reason))
+                }
+                _ => None,
+            });
+        if let Some((shard, reason)) = refused {
+            self.resharding_needed(shard, reason, ctx);
+        }
     }
 
     /// An attempt failed: abandon it and maybe try again.
@@ -327,6 +341,12 @@ impl ShardManager {
         let Some(reshard) = &mut self.reshard else {
             return;
         };
+        if matches!(reshard.stage, Stage::Switching { .. }) {
+            // Part of the old fleet may be silent already: finish the
+            // switch; a shard the new fleet lost is dealt with after it.
+            log::warn!("re-sharding: {error}; finishing the switch first");
+            return;
+        }
         reshard.attempt += 1;
         let will_retry = reshard.attempt <= self.settings.reshard_attempts;
         reshard.stage = Stage::Waiting;
