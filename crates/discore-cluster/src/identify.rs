@@ -89,7 +89,9 @@ enum Job {
     Budget(SessionStartLimit),
     Reserve {
         shard: ShardId,
-        grant: oneshot::Sender<Duration>,
+        /// The wait from the slot reservation, and when the reservation was
+        /// sent to Redis (the slot is at least `wait` after that).
+        grant: oneshot::Sender<(Duration, Instant)>,
     },
 }
 
@@ -102,7 +104,7 @@ enum Job {
 /// Requests are reserved in the order [`IdentifyQueue::acquire`] is called
 /// (one background task sends them to Redis one after the other); a request
 /// dropped before Redis saw it reserves nothing. A grant that reaches the
-/// shard more than a quarter window after its slot (a process stalled, or a
+/// shard more than half a window after its slot (a process stalled, or a
 /// slow Redis answer) is not used: another slot is taken, so a late process
 /// never identifies too close to the next holder of its bucket. The slot times come from
 /// Redis's clock, so the processes' clocks need not agree. While Redis is
@@ -193,32 +195,32 @@ impl RedisIdentifyQueue {
 impl IdentifyQueue for RedisIdentifyQueue {
     fn acquire(&self, shard: ShardId) -> IdentifyFuture {
         let jobs = self.jobs.clone();
-        let slack = self.window / 4;
+        let slack = self.window / 2;
         let (grant, granted) = oneshot::channel();
         // Sent now, so slots are reserved in the order `acquire` is called.
-        let sent = Instant::now();
         let mut first = jobs
             .send(Job::Reserve { shard, grant })
             .is_ok()
-            .then_some((sent, granted));
+            .then_some(granted);
         Box::pin(async move {
             for attempt in 1.. {
-                let (asked, granted) = match first.take() {
+                let granted = match first.take() {
                     Some(first) => first,
                     None => {
-                        let asked = Instant::now();
                         let (grant, granted) = oneshot::channel();
                         if jobs.send(Job::Reserve { shard, grant }).is_err() {
                             break;
                         }
-                        (asked, granted)
+                        granted
                     }
                 };
-                let Ok(wait) = granted.await else { break };
-                // The slot is at least `wait` after `asked` on Redis's clock.
-                // The next identify of the bucket may go one window after
-                // it, so ours must not go much later than the slot: a
-                // process that wakes up late asks for another slot instead.
+                let Ok((wait, asked)) = granted.await else {
+                    break;
+                };
+                // The slot is at least `wait` after `asked` (when Redis was
+                // asked). The next identify of the bucket may go one window
+                // after it, so ours must not go much later than the slot: a
+                // process that wakes up late takes another slot instead.
                 let latest = asked + wait + slack;
                 actix_rt::time::sleep(wait).await;
                 let late = Instant::now().saturating_duration_since(latest);
@@ -281,7 +283,7 @@ impl Driver {
         }
     }
 
-    async fn reserve(&self, shard: ShardId, grant: oneshot::Sender<Duration>) {
+    async fn reserve(&self, shard: ShardId, grant: oneshot::Sender<(Duration, Instant)>) {
         let bucket = shard.number() % self.max_concurrency;
         let keys = self.redis.keys();
         let bucket_key = keys.identify_bucket(self.max_concurrency, bucket);
@@ -292,6 +294,7 @@ impl Driver {
                 return;
             }
             let mut conn = self.redis.conn();
+            let asked = Instant::now();
             let mut invocation = RESERVE.key(&bucket_key);
             invocation
                 .key(&budget)
@@ -307,7 +310,7 @@ impl Driver {
                         log::debug!("shard {shard}: identify slot of bucket {bucket} in {wait:?}");
                     }
                     // A receiver gone meanwhile wastes the slot, never doubles it.
-                    let _ = grant.send(wait);
+                    let _ = grant.send((wait, asked));
                     return;
                 }
                 Err(error) => {

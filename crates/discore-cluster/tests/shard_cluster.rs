@@ -8,10 +8,7 @@ mod common;
 use common::{Process, REDIS_URL, TIMEOUT};
 use discore_cluster::{ClusterRedis, ClusterShardReport, cluster_status};
 use discore_mock::{MockServer, Observed};
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Instant};
 
 const TOTAL: u32 = 24;
 const LEASE_TTL_MS: u64 = 1000;
@@ -97,6 +94,10 @@ async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
         .filter(|r| r.node == "node-b")
         .map(|r| r.shard.number())
         .collect();
+    let old_tokens: BTreeMap<u32, u64> = status
+        .iter()
+        .map(|r| (r.shard.number(), r.fencing_token))
+        .collect();
     assert_eq!(victims.len(), 8);
     let resumes_before = seen.resumes_total();
     let killed = Instant::now();
@@ -119,6 +120,10 @@ async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
             .expect("reported");
         assert_ne!(report.node, "node-b");
         assert!(
+            report.fencing_token > old_tokens[shard],
+            "shard {shard}: the new owner's fencing token is larger: {report:?}"
+        );
+        assert!(
             report.resumes >= 1,
             "shard {shard} was not resumed: {report:?}\nresumes: {:#?}\nlogs: {:?}",
             seen.resumes,
@@ -132,10 +137,6 @@ async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
     assert_clean(&seen);
     assert_eq!(seen.identifies_total(), 24, "the take-over identified");
     assert!(seen.resumes_total() >= resumes_before + 8);
-    assert!(
-        took >= Duration::from_millis(LEASE_TTL_MS) - Duration::from_millis(50),
-        "shards were taken over after {took:?}, before the lease could expire"
-    );
     assert!(took < TIMEOUT / 2, "take-over took {took:?}");
 
     for node in nodes.iter_mut().filter(|n| n.name != "node-b") {
