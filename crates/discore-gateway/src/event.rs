@@ -183,6 +183,29 @@ impl EventFilter {
         self
     }
 
+    /// The events either filter selects.
+    #[must_use]
+    pub fn union(&self, other: &Self) -> Self {
+        let kinds = match (&self.kinds, &other.kinds) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(Arc::new(a.union(b).copied().collect())),
+        };
+        Self {
+            kinds,
+            unknown: self.unknown || other.unknown,
+        }
+    }
+
+    /// The event types selected: `None` means every known type.
+    pub fn kinds(&self) -> Option<impl Iterator<Item = EventType> + '_> {
+        self.kinds.as_deref().map(|kinds| kinds.iter().copied())
+    }
+
+    /// Whether events twilight-model does not know are selected.
+    pub const fn includes_unknown(&self) -> bool {
+        self.unknown
+    }
+
     /// Whether an event of this type is wanted (`None`: an unknown event).
     pub fn wants(&self, kind: Option<EventType>) -> bool {
         match (kind, &self.kinds) {
@@ -254,8 +277,16 @@ mod tests {
         assert!(only.wants(Some(EventType::MessageCreate)));
         assert!(!only.wants(Some(EventType::TypingStart)));
         assert!(!only.wants(None));
-        assert!(only.with_unknown().wants(None));
+        assert!(only.clone().with_unknown().wants(None));
         assert!(EventFilter::all().wants(Some(EventType::GuildCreate)));
         assert!(EventFilter::all().wants(None));
+        let typing = EventFilter::only([EventType::TypingStart]);
+        let both = only.union(&typing);
+        assert!(
+            both.wants(Some(EventType::MessageCreate)) && both.wants(Some(EventType::TypingStart))
+        );
+        assert!(!both.wants(Some(EventType::GuildCreate)) && !both.wants(None));
+        assert_eq!(both.kinds().map(Iterator::count), Some(2));
+        assert!(only.union(&EventFilter::all()).kinds().is_none());
     }
 }

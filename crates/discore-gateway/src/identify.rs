@@ -46,13 +46,17 @@ pub struct SessionStartLimit {
 pub struct InMemoryIdentifyQueue {
     max_concurrency: u32,
     window: Duration,
-    state: Mutex<QueueState>,
+    state: Arc<Mutex<QueueState>>,
 }
 
 #[derive(Debug)]
 struct QueueState {
     /// Per bucket: the earliest time its next identify may go out.
     next_free: Vec<Instant>,
+    /// Per bucket: when the last identify was actually let go. Slots are
+    /// reserved ahead; after a process stall several reserved slots may be
+    /// overdue at once, and this keeps them a window apart anyway.
+    last_granted: Vec<Option<Instant>>,
     budget: Option<Budget>,
 }
 
@@ -78,10 +82,11 @@ impl InMemoryIdentifyQueue {
         Self {
             max_concurrency: buckets,
             window,
-            state: Mutex::new(QueueState {
+            state: Arc::new(Mutex::new(QueueState {
                 next_free: vec![now; buckets as usize],
+                last_granted: vec![None; buckets as usize],
                 budget: None,
-            }),
+            })),
         }
     }
 
@@ -143,9 +148,26 @@ impl InMemoryIdentifyQueue {
 
 impl IdentifyQueue for InMemoryIdentifyQueue {
     fn acquire(&self, shard: ShardId) -> IdentifyFuture {
-        let at = self.reserve(shard, Instant::now());
+        let mut at = self.reserve(shard, Instant::now());
+        let bucket = (shard.number() % self.max_concurrency) as usize;
+        let state = Arc::clone(&self.state);
+        let window = self.window;
         Box::pin(async move {
-            actix_rt::time::sleep_until(at.into()).await;
+            // Each round either grants or sleeps until a later time.
+            for _ in 0..1000 {
+                actix_rt::time::sleep_until(at.into()).await;
+                let now = Instant::now();
+                let Ok(mut state) = state.lock() else {
+                    return;
+                };
+                match state.last_granted[bucket].map(|last| last + window) {
+                    Some(earliest) if earliest > now => at = earliest,
+                    _ => {
+                        state.last_granted[bucket] = Some(now);
+                        return;
+                    }
+                }
+            }
         })
     }
 }
@@ -190,6 +212,28 @@ mod tests {
         let again = queue.reserve(ShardId::new(0, 2), now);
         assert_eq!(second - first, WINDOW);
         assert_eq!(again - second, WINDOW);
+    }
+
+    /// Slots reserved ahead that all fell due during a stall still go out a
+    /// window apart.
+    #[actix_rt::test]
+    async fn overdue_slots_are_spaced_when_granted() {
+        use super::IdentifyQueue as _;
+        let window = Duration::from_millis(50);
+        let queue = InMemoryIdentifyQueue::with_window(1, window);
+        let permits: Vec<_> = (0..3)
+            .map(|id| queue.acquire(ShardId::new(id, 3)))
+            .collect();
+        // A stall: nobody polls the permits until every slot is overdue.
+        std::thread::sleep(window * 4);
+        let mut granted = Vec::new();
+        for permit in permits {
+            permit.await;
+            granted.push(Instant::now());
+        }
+        for pair in granted.windows(2) {
+            assert!(pair[1] - pair[0] >= window, "{:?}", pair[1] - pair[0]);
+        }
     }
 
     #[test]

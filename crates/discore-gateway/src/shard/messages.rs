@@ -10,7 +10,8 @@ use actix::{ActorContext as _, Context, Handler, Message, Recipient};
 use discore_protocol::{Session, ShardId};
 use std::collections::BTreeMap;
 
-/// Delivers the dispatches `filter` selects to `recipient`.
+/// Delivers the dispatches `filter` selects to `recipient`; for a recipient
+/// already subscribed, replaces its filter.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Subscribe {
@@ -119,12 +120,20 @@ impl Handler<SendCommand> for Shard {
 impl Handler<Subscribe> for Shard {
     type Result = ();
 
-    /// Adds an event subscriber.
+    /// Adds an event subscriber, or replaces the filter of one already
+    /// subscribed (in one step, so no event falls between two messages).
     fn handle(&mut self, message: Subscribe, _ctx: &mut Context<Self>) {
-        self.subscribers.push(Subscriber {
-            recipient: message.recipient,
-            filter: message.filter,
-        });
+        match self
+            .subscribers
+            .iter_mut()
+            .find(|s| s.recipient == message.recipient)
+        {
+            Some(existing) => existing.filter = message.filter,
+            None => self.subscribers.push(Subscriber {
+                recipient: message.recipient,
+                filter: message.filter,
+            }),
+        }
     }
 }
 
