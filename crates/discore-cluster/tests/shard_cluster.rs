@@ -6,7 +6,8 @@
 mod common;
 
 use common::{Process, REDIS_URL, TIMEOUT};
-use discore_cluster::{ClusterRedis, ClusterShardReport, cluster_status};
+use discore_cluster::{ClusterRedis, ClusterShardReport, RedisSessionStore, cluster_status};
+use discore_manager::SessionStore as _;
 use discore_mock::{MockServer, Observed};
 use std::{collections::BTreeMap, time::Instant};
 
@@ -87,6 +88,15 @@ async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
     let seen = mock.observed();
     assert_clean(&seen);
     assert_eq!(seen.identifies_total(), 24, "one identify per shard");
+
+    // A crash right after READY, before the first checkpoint, must
+    // identify: wait until every session is checkpointed.
+    let store = RedisSessionStore::new(&redis);
+    common::wait_for("every session is checkpointed", async || {
+        let saved = store.load().await.ok()?;
+        (saved.len() == TOTAL as usize).then_some(())
+    })
+    .await;
 
     // A crash: node-b's shards are resumed by node-a and node-c.
     let victims: Vec<u32> = status
