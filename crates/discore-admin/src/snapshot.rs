@@ -92,9 +92,8 @@ pub struct LatencySnapshot {
     /// Samples per bucket of [`Latency::BUCKETS_MS`], the last one unbounded
     /// (not cumulative).
     pub buckets: Vec<u64>,
-    /// The sum of every round trip, when the shard reports it (the
-    /// histogram's `_sum`; `discore-gateway`'s `Latency` does not keep it
-    /// yet).
+    /// The sum of every round trip, when the source reports it (the
+    /// histogram's `_sum`).
     pub sum: Option<Duration>,
 }
 
@@ -105,7 +104,7 @@ impl From<&Latency> for LatencySnapshot {
             average: latency.average(),
             samples: latency.samples(),
             buckets: latency.histogram().to_vec(),
-            sum: None,
+            sum: Some(latency.sum()),
         }
     }
 }
@@ -135,7 +134,7 @@ pub struct ShardSnapshot {
     pub reconnects: u64,
     /// Successful resumes.
     pub resumes: u64,
-    /// Reconnects that resumed the session. Exact when the source counts
+    /// Reconnects that resumed the session. Exact for shard statuses;
     /// lifecycle notifications (the built-in sources do); otherwise
     /// estimated from `reconnects` and `resumes`.
     pub reconnects_resumed: u64,
@@ -206,8 +205,9 @@ impl ShardSnapshot {
             events_by_type: status.events_by_type.clone(),
             reconnects: status.reconnects,
             resumes: status.resumes,
-            reconnects_resumed: status.resumes.min(status.reconnects),
-            reconnects_new_session: status.reconnects.saturating_sub(status.resumes),
+            reconnects_resumed: status.reconnects
+                - status.reconnects_new_session.min(status.reconnects),
+            reconnects_new_session: status.reconnects_new_session,
             identifies: status.identifies,
             last_close_code: status.last_close_code,
             close_codes: status.close_codes.clone(),

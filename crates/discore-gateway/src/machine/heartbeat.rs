@@ -36,6 +36,7 @@ pub struct Latency {
     last: Option<Duration>,
     average: Option<Duration>,
     samples: u64,
+    sum: Duration,
     /// Samples per bucket of [`Latency::BUCKETS_MS`], the last one unbounded.
     histogram: [u64; Latency::BUCKETS_MS.len() + 1],
 }
@@ -49,6 +50,7 @@ impl Latency {
 
     pub(crate) fn record(&mut self, sample: Duration) {
         self.samples += 1;
+        self.sum = self.sum.saturating_add(sample);
         let millis = sample.as_millis();
         let bucket = Self::BUCKETS_MS
             .iter()
@@ -71,6 +73,11 @@ impl Latency {
     /// The moving average of recent round trips.
     pub const fn average(&self) -> Option<Duration> {
         self.average
+    }
+
+    /// The total of every measured round trip (a histogram's `_sum`).
+    pub const fn sum(&self) -> Duration {
+        self.sum
     }
 
     /// How many ACKs were measured.
@@ -114,6 +121,7 @@ mod tests {
         let average = latency.average().expect("has samples");
         assert!(average < Duration::from_millis(21), "{average:?}");
         assert_eq!(latency.samples(), 101);
+        assert_eq!(latency.sum(), Duration::from_millis(100 + 100 * 20));
         // 100 ms falls in the 100 ms bucket, 20 ms in the 25 ms one.
         assert_eq!(latency.histogram()[4], 1);
         assert_eq!(latency.histogram()[2], 100);

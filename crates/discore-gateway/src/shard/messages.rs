@@ -61,6 +61,8 @@ pub struct ShardStatus {
     pub events_received: u64,
     /// Reconnects after a lost connection.
     pub reconnects: u64,
+    /// Of those, the ones that had to start a new session (the rest resumed).
+    pub reconnects_new_session: u64,
     /// Successful resumes.
     pub resumes: u64,
     /// Identifies sent.
@@ -169,6 +171,7 @@ impl Handler<GetShardStatus> for Shard {
             guilds_loaded: self.stats.guilds_loaded,
             events_received: self.stats.events,
             reconnects: self.stats.reconnects,
+            reconnects_new_session: self.stats.new_sessions,
             resumes: self.stats.resumes,
             identifies: self.stats.identifies,
             last_close_code: self.stats.last_close_code,

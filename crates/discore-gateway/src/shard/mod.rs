@@ -114,6 +114,7 @@ struct Subscriber {
 struct Stats {
     events: u64,
     reconnects: u64,
+    new_sessions: u64,
     resumes: u64,
     identifies: u64,
     last_close_code: Option<u16>,
@@ -247,6 +248,9 @@ impl Shard {
             }
             Lifecycle::Reconnected { resumed } => {
                 self.stats.reconnects += 1;
+                if !resumed {
+                    self.stats.new_sessions += 1;
+                }
                 log::info!("shard {}: reconnected (resumed: {resumed})", self.id);
             }
             Lifecycle::Disconnected { code, by_client } => {
