@@ -321,6 +321,14 @@ impl MockConfig {
     /// Dispatches queued for one connection that does not read before the
     /// emulator drops it (without a close frame; the session stays
     /// resumable). Default 100,000.
+    ///
+    /// Only dispatches count: those waiting in the session's outbox once
+    /// about 512 KiB of encoded frames wait for the socket. Heartbeat ACKs
+    /// and other control payloads never count, and the emulator keeps
+    /// reading (and recording and acknowledging heartbeats) from a client
+    /// that does not read, so such a client is never failed for a missed
+    /// heartbeat it did send. A [flood](crate::MockServer::flood) is not
+    /// queued: it waits for the client instead.
     pub fn max_outbox(mut self, dispatches: usize) -> Self {
         self.max_outbox = dispatches.max(1);
         self

@@ -39,8 +39,13 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Bytes queued for the socket above which no more dispatches are encoded.
 const HIGH_WATER: usize = 512 * 1024;
-/// Dispatches encoded per step of a flood or an outbox drain.
+/// Dispatches encoded per step of a flood or an outbox drain, at most.
 const BATCH: usize = 256;
+/// How long one encoding step may take before the batch shrinks: between
+/// steps the task yields to the runtime, which then polls the socket, so
+/// this bounds how late a client's payload (a heartbeat) is read while the
+/// emulator is busy writing (compressing, in a debug build, is slow).
+const STEP_BUDGET: Duration = Duration::from_millis(2);
 /// Largest client frame the codec accepts; larger ones close with 4002 too.
 const MAX_FRAME: usize = 1 << 20;
 /// How long the emulator waits for the client's close frame after its own.
@@ -236,6 +241,8 @@ pub(crate) async fn upgrade(
         reconnect_deadline: None,
         flood: None,
         outbox_pending: false,
+        batch: BATCH,
+        heartbeat_overdue: false,
         fragment: None,
         close_received: None,
         shutting_down: false,
@@ -291,6 +298,12 @@ struct Connection {
     reconnect_deadline: Option<Instant>,
     flood: Option<Flood>,
     outbox_pending: bool,
+    /// Dispatches encoded per step (adapts to keep a step within
+    /// [`STEP_BUDGET`]).
+    batch: usize,
+    /// The heartbeat deadline passed once; the connection is failed only if
+    /// it still has no heartbeat after everything it sent was read.
+    heartbeat_overdue: bool,
     fragment: Option<(bool, Vec<u8>)>,
     close_received: Option<u16>,
     shutting_down: bool,
@@ -513,13 +526,34 @@ impl Connection {
         }
     }
 
+    /// Reads, writes and timers of one connection.
+    ///
+    /// Reading never waits for writing: the client's frames come first in
+    /// every round, the frames to write wait in `out_queue` (a client that
+    /// does not read only stops the encoding of more dispatches), and after
+    /// every encoding step the task yields to the runtime. That yield
+    /// matters: the task and actix's HTTP dispatcher that writes its frames
+    /// share one worker thread, and as long as the socket takes data they
+    /// keep each other busy, while tokio polls the socket for readability
+    /// only between rounds of runnable tasks. Without it a client's
+    /// heartbeats sat unread in the kernel for seconds while a compressed
+    /// flood was being written, and when the writes finally blocked, the
+    /// heartbeat timer could fire before those bytes were read.
     async fn main_loop(&mut self) -> Exit {
         loop {
+            let started = Instant::now();
+            let mut encoded = 0;
             if self.outbox_pending && self.out_bytes < HIGH_WATER {
-                self.drain_outbox();
+                encoded += self.drain_outbox();
             }
             if self.flood.is_some() && !self.outbox_pending && self.out_bytes < HIGH_WATER {
-                self.flood_step();
+                encoded += self.flood_step();
+            }
+            if encoded > 0 {
+                self.adapt_batch(encoded, started.elapsed());
+                // Let the runtime poll the socket (a deferred wake-up) before
+                // the next round: pending client frames are read first.
+                tokio::task::yield_now().await;
             }
             let not_before = self.delay_until();
             self.seal(not_before);
@@ -568,6 +602,21 @@ impl Connection {
             if let Some(exit) = exit {
                 return exit;
             }
+            if self.heartbeat_overdue && self.heartbeat_deadline <= Instant::now() {
+                // Give whatever the client sent one more chance to be read
+                // (the runtime polls the socket before this task runs again).
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Halves the batch when a step overran its budget, grows it back when
+    /// steps are cheap.
+    fn adapt_batch(&mut self, encoded: usize, took: Duration) {
+        if took > STEP_BUDGET {
+            self.batch = (encoded / 2).max(1);
+        } else if took < STEP_BUDGET / 2 && encoded >= self.batch {
+            self.batch = (self.batch * 2).min(BATCH);
         }
     }
 
@@ -608,6 +657,11 @@ impl Connection {
             return Some(Exit::Close(4000, "reconnect requested".to_owned()));
         }
         if self.heartbeat_deadline <= now {
+            if !self.heartbeat_overdue {
+                // Not yet: first read everything the client sent.
+                self.heartbeat_overdue = true;
+                return None;
+            }
             self.violation(
                 ViolationKind::HeartbeatMissed,
                 "no heartbeat within the interval",
@@ -650,11 +704,12 @@ impl Connection {
         }
     }
 
-    fn drain_outbox(&mut self) {
+    /// Encodes the next batch of the session's outbox; returns how many.
+    fn drain_outbox(&mut self) -> usize {
         let mut items = Vec::new();
         {
             let mut state = self.shared.lock();
-            self.outbox_pending = state.take_outbox(self.id, BATCH, &mut items);
+            self.outbox_pending = state.take_outbox(self.id, self.batch, &mut items);
             if let Some(record) = state.observed.connection_mut(self.id) {
                 record.dispatches_sent += items.len() as u64;
             }
@@ -662,19 +717,23 @@ impl Connection {
         for item in &items {
             self.encode_dispatch(item);
         }
+        items.len()
     }
 
-    fn flood_step(&mut self) {
+    /// Encodes the next batch of a flood; returns how many dispatches.
+    fn flood_step(&mut self) -> usize {
         let Some(flood) = self.flood.as_mut() else {
-            return;
+            return 0;
         };
-        let mut items = Vec::with_capacity(BATCH);
+        let batch = self.batch;
+        let mut items = Vec::with_capacity(batch);
         let name: Arc<str> = Arc::from("MESSAGE_CREATE");
         let finished;
         {
             let mut state = self.shared.lock();
             // Anything already queued goes first, keeping sequence order.
-            let more = state.take_outbox(self.id, usize::MAX, &mut items);
+            let more = state.take_outbox(self.id, batch, &mut items);
+            self.outbox_pending |= more;
             let capacity = state.config.replay_buffer;
             let session = self
                 .session_id
@@ -683,7 +742,8 @@ impl Connection {
                 .filter(|s| s.connection == Some(self.id));
             match session {
                 Some(session) if flood.remaining > 0 && !more => {
-                    let n = flood.remaining.min(BATCH as u64);
+                    let room = batch.saturating_sub(items.len()).max(1);
+                    let n = flood.remaining.min(room as u64);
                     for _ in 0..n {
                         let data = flood.pool[flood.next % flood.pool.len()].clone();
                         flood.next += 1;
@@ -706,6 +766,7 @@ impl Connection {
         if finished {
             self.abort_flood();
         }
+        items.len()
     }
 
     fn violation(&self, kind: ViolationKind, detail: impl Into<String>) {
@@ -904,6 +965,7 @@ impl Connection {
         };
         let now = Instant::now();
         self.heartbeat_deadline = now + self.shared.config.heartbeat_timeout();
+        self.heartbeat_overdue = false;
         let at = self.shared.elapsed();
         let ahead = {
             let mut state = self.shared.lock();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::missing_panics_doc)]
 
+pub mod raw;
+
 use awc::{
     BoxedSocket,
     ws::{self, Codec, Frame, Message},

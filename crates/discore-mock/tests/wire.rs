@@ -1,0 +1,157 @@
+//! The emulator's side of the wire, checked with a raw client that sees
+//! frames exactly as sent: reading does not depend on writing, and large
+//! messages can be fragmented.
+
+mod common;
+
+use common::{TIMEOUT, config, identify, raw, start};
+use discore_mock::{Target, ViolationKind};
+use serde_json::json;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+/// A client stops reading while the emulator floods it, but keeps sending
+/// heartbeats on schedule: the emulator must read, record and acknowledge
+/// every one of them meanwhile, and never fail the client for a missed
+/// heartbeat, as Discord does.
+async fn heartbeats_are_read_while_the_client_does_not_read(
+    query: &str,
+    flood_size: u64,
+    fills_window: bool,
+) {
+    let interval = Duration::from_millis(150);
+    let grace = Duration::from_millis(100);
+    let mock = start(
+        config()
+            .heartbeat_interval(interval)
+            .heartbeat_grace(grace)
+            // Heartbeats count towards the send limit; this test sends many.
+            .send_limit(10_000, Duration::from_secs(60)),
+    )
+    .await;
+    // With a small receive buffer, the flood fills the path to the client
+    // soon; with the default one, the emulator keeps writing for longer.
+    let receive_buffer = fills_window.then_some(16 * 1024);
+    let (mut reader, mut writer) = raw::connect(&mock.gateway_url(), query, receive_buffer).await;
+    assert_eq!(reader.json().await["op"], 10);
+    writer.send(&identify(1 | 512, None)).await;
+    assert_eq!(reader.json().await["t"], "READY");
+    let id = mock.observed().connections[0].id;
+
+    // Heartbeat at three times the expected rate, so the scheduling delays
+    // of a busy machine never make this client late by itself.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let beating = {
+        let (sent, stop) = (Arc::clone(&sent), Arc::clone(&stop));
+        actix_rt::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                writer.send(&json!({"op": 1, "d": null})).await;
+                sent.fetch_add(1, Ordering::AcqRel);
+                tokio::time::sleep(interval / 3).await;
+            }
+            writer
+        })
+    };
+    let flood = mock.flood(&Target::All, flood_size);
+    let heartbeats = |mock: &discore_mock::MockServer| {
+        mock.with_observed(|o| o.heartbeats.iter().filter(|h| h.connection == id).count())
+    };
+
+    // Read nothing for three intervals plus the grace, and then some,
+    // watching the emulator keep up with the heartbeats all along: it may
+    // lag by no more than interval + grace (five heartbeats), the point
+    // where it would itself call the client silent.
+    let pause = interval * 3 + grace * 3;
+    let started = std::time::Instant::now();
+    let mut worst_lag = 0;
+    while started.elapsed() < pause {
+        tokio::time::sleep(interval / 3).await;
+        let lag = sent
+            .load(Ordering::Acquire)
+            .saturating_sub(heartbeats(&mock));
+        worst_lag = worst_lag.max(lag);
+    }
+    let seen = mock.observed();
+    let missed: Vec<_> = seen.violations_of(ViolationKind::HeartbeatMissed).collect();
+    assert!(missed.is_empty(), "{query}: {missed:?}");
+    assert!(seen.connections[0].is_open(), "{query}: closed");
+    let recorded = heartbeats(&mock);
+    let beats = sent.load(Ordering::Acquire);
+    assert!(
+        worst_lag <= 5 && recorded + 2 >= beats,
+        "{query}: {recorded} of {beats} heartbeats recorded while the client did not read, \
+         lagging by up to {worst_lag}"
+    );
+    if fills_window {
+        assert!(
+            seen.connections[0].dispatches_sent < flood_size,
+            "{query}: the flood went through, the client's window never filled"
+        );
+    }
+
+    // Read again (still heartbeating): every dispatch in order, then an
+    // ACK for every heartbeat sent.
+    let mut previous = 1;
+    let mut acks = 0;
+    let mut dispatches = 0;
+    while dispatches < flood_size {
+        // This runtime also runs the heartbeat task: let it keep its beat
+        // while there is a backlog to read.
+        tokio::task::yield_now().await;
+        let payload = reader.json().await;
+        match payload["op"].as_u64() {
+            Some(0) => {
+                let s = payload["s"].as_u64().expect("s");
+                assert_eq!(s, previous + 1, "{query}: dispatches in order");
+                previous = s;
+                dispatches += u64::from(payload["t"] == "MESSAGE_CREATE");
+            }
+            Some(11) => acks += 1,
+            other => panic!("{query}: unexpected op {other:?}"),
+        }
+    }
+    assert_eq!(flood.finished().await.sent, flood_size);
+    let seen = mock.observed();
+    let missed: Vec<_> = seen.violations_of(ViolationKind::HeartbeatMissed).collect();
+    assert!(missed.is_empty(), "{query}: {missed:?}");
+    stop.store(true, Ordering::Release);
+    let _writer = beating.await.expect("the heartbeat task ends");
+    let beats = sent.load(Ordering::Acquire);
+    mock.wait_until(TIMEOUT, |o| {
+        o.heartbeats.iter().filter(|h| h.connection == id).count() == beats
+    })
+    .await
+    .expect("every heartbeat recorded");
+    while acks < beats {
+        match reader.json().await["op"].as_u64() {
+            Some(11) => acks += 1,
+            other => panic!("{query}: unexpected op {other:?}"),
+        }
+    }
+    mock.stop().await;
+}
+
+#[actix_rt::test]
+async fn heartbeats_are_read_while_a_plain_flood_waits_for_the_client() {
+    // About 1 KB a dispatch: far more than the socket buffers hold.
+    heartbeats_are_read_while_the_client_does_not_read("v=10&encoding=json", 20_000, true).await;
+}
+
+/// Compression keeps the emulator busy writing (in a debug build, for
+/// seconds) before the client's window fills, if it ever does: reads must
+/// not wait for the writes to stop.
+#[actix_rt::test]
+async fn heartbeats_are_read_while_a_compressed_flood_is_written() {
+    heartbeats_are_read_while_the_client_does_not_read(
+        "v=10&encoding=json&compress=zlib-stream",
+        20_000,
+        false,
+    )
+    .await;
+}
