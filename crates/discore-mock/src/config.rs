@@ -78,6 +78,7 @@ pub struct MockConfig {
     pub(crate) workers: usize,
     pub(crate) max_outbox: usize,
     pub(crate) max_recorded_payloads: usize,
+    pub(crate) max_frame_payload: usize,
 }
 
 impl Default for MockConfig {
@@ -124,6 +125,7 @@ impl MockConfig {
             workers: 1,
             max_outbox: 100_000,
             max_recorded_payloads: 10_000,
+            max_frame_payload: usize::MAX,
         }
     }
 
@@ -331,6 +333,16 @@ impl MockConfig {
     /// queued: it waits for the client instead.
     pub fn max_outbox(mut self, dispatches: usize) -> Self {
         self.max_outbox = dispatches.max(1);
+        self
+    }
+
+    /// The largest payload of one outbound WebSocket frame: a larger message
+    /// (plain text, or compressed binary) is sent fragmented as RFC 6455
+    /// allows, its opcode on a first frame, then continuation frames, FIN
+    /// only on the last one. Clients must reassemble it. At least 1.
+    /// Default: unlimited, one frame per message (as Discord does today).
+    pub fn max_frame_payload(mut self, bytes: usize) -> Self {
+        self.max_frame_payload = bytes.max(1);
         self
     }
 

@@ -210,7 +210,8 @@ pub(crate) async fn upgrade(
         (id, reconnect_first)
     };
     log::debug!("{id} opened on {path} ({compression:?})");
-    let encoder = Encoder::new(compression).map_err(actix_web::error::ErrorInternalServerError)?;
+    let encoder = Encoder::new(compression, shared.config.max_frame_payload)
+        .map_err(actix_web::error::ErrorInternalServerError)?;
     let timeout = shared.config.heartbeat_timeout();
     let connection = Connection {
         id,

@@ -100,6 +100,10 @@ struct Args {
     /// HTTP worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Largest payload of one outbound WebSocket frame, in bytes; larger
+    /// messages are fragmented (default: unlimited, one frame per message).
+    #[arg(long)]
+    max_frame_payload: Option<usize>,
     /// Traffic generator events per second per shard (0: off).
     #[arg(long, default_value_t = 0.0)]
     traffic_rate: f64,
@@ -141,6 +145,9 @@ fn config(args: &Args) -> MockConfig {
         .workers(args.workers);
     if let Some(grace) = args.heartbeat_grace_ms {
         config = config.heartbeat_grace(ms(grace));
+    }
+    if let Some(bytes) = args.max_frame_payload {
+        config = config.max_frame_payload(bytes);
     }
     if args.bad_seq_invalid_session {
         config = config.bad_sequence(BadSequenceBehaviour::InvalidSession);

@@ -3,6 +3,9 @@
 //! Frames are written straight into a byte buffer: a gateway message is
 //! given as a list of slices (envelope pieces around pre-encoded data), so a
 //! dispatch is never assembled twice. One compressor lives per connection.
+//! A message larger than the configured frame payload goes out fragmented
+//! (RFC 6455 §5.4): its opcode on the first frame, continuation frames
+//! after it, FIN on the last one only.
 
 use crate::observe::Compression;
 use bytes::{BufMut, BytesMut};
@@ -10,6 +13,7 @@ use flate2::{Compress, FlushCompress};
 use std::io;
 use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
 
+const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
 const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
@@ -25,9 +29,14 @@ const ZSTD_LEVEL: i32 = 1;
 #[error("transport compression failed: {0}")]
 pub(crate) struct EncodeError(String);
 
+/// The header of an unfragmented frame (FIN set).
 fn header(out: &mut BytesMut, opcode: u8, len: usize) {
+    frame_header(out, true, opcode, len);
+}
+
+fn frame_header(out: &mut BytesMut, fin: bool, opcode: u8, len: usize) {
     out.reserve(len + 10);
-    out.put_u8(0x80 | opcode);
+    out.put_u8(if fin { 0x80 } else { 0 } | opcode);
     if len < 126 {
         out.put_u8(len as u8);
     } else if let Ok(len) = u16::try_from(len) {
@@ -45,15 +54,57 @@ enum Codec {
     Zstd(Box<zstd::stream::raw::Encoder<'static>>),
 }
 
+/// Writes one message, the concatenation of `parts`, as one frame, or as
+/// frames of at most `max_payload` bytes when it is larger.
+fn data_frames(out: &mut BytesMut, opcode: u8, parts: &[&[u8]], max_payload: usize) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len <= max_payload {
+        header(out, opcode, len);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        return;
+    }
+    let frames = len.div_ceil(max_payload);
+    out.reserve(len + frames * 10);
+    let mut remaining = len;
+    let mut parts = parts.iter().copied().filter(|p| !p.is_empty());
+    let mut current: &[u8] = &[];
+    let mut opcode = opcode;
+    while remaining > 0 {
+        let size = remaining.min(max_payload);
+        remaining -= size;
+        frame_header(out, remaining == 0, opcode, size);
+        opcode = OP_CONTINUATION;
+        let mut left = size;
+        while left > 0 {
+            if current.is_empty() {
+                match parts.next() {
+                    Some(part) => current = part,
+                    // Unreachable: the parts hold `len` bytes.
+                    None => return,
+                }
+            }
+            let take = left.min(current.len());
+            out.extend_from_slice(&current[..take]);
+            current = &current[take..];
+            left -= take;
+        }
+    }
+}
+
 /// Encodes gateway messages into WebSocket frames for one connection.
 pub(crate) struct Encoder {
     codec: Codec,
     scratch: Vec<u8>,
     zstd_out: Vec<u8>,
+    max_frame_payload: usize,
 }
 
 impl Encoder {
-    pub(crate) fn new(compression: Compression) -> io::Result<Self> {
+    /// An encoder for `compression` whose frames carry at most
+    /// `max_frame_payload` bytes (`usize::MAX`: one frame per message).
+    pub(crate) fn new(compression: Compression, max_frame_payload: usize) -> io::Result<Self> {
         let codec = match compression {
             Compression::None => Codec::Plain,
             Compression::ZlibStream => Codec::Zlib(Box::new(Compress::new(
@@ -74,31 +125,26 @@ impl Encoder {
             codec,
             scratch: Vec::new(),
             zstd_out,
+            max_frame_payload: max_frame_payload.max(1),
         })
     }
 
-    /// Writes one gateway message, the concatenation of `parts`, as one frame.
+    /// Writes one gateway message, the concatenation of `parts`: one frame,
+    /// or a fragmented message when it is larger than the frame limit.
     pub(crate) fn message(
         &mut self,
         parts: &[&[u8]],
         out: &mut BytesMut,
     ) -> Result<(), EncodeError> {
         match &mut self.codec {
-            Codec::Plain => {
-                let len = parts.iter().map(|p| p.len()).sum();
-                header(out, OP_TEXT, len);
-                for part in parts {
-                    out.extend_from_slice(part);
-                }
-            }
+            Codec::Plain => data_frames(out, OP_TEXT, parts, self.max_frame_payload),
             Codec::Zlib(compress) => {
                 self.scratch.clear();
                 for part in parts {
                     deflate(compress, part, &mut self.scratch, false)?;
                 }
                 deflate(compress, &[], &mut self.scratch, true)?;
-                header(out, OP_BINARY, self.scratch.len());
-                out.extend_from_slice(&self.scratch);
+                data_frames(out, OP_BINARY, &[&self.scratch], self.max_frame_payload);
             }
             Codec::Zstd(encoder) => {
                 self.scratch.clear();
@@ -127,8 +173,7 @@ impl Encoder {
                         break;
                     }
                 }
-                header(out, OP_BINARY, self.scratch.len());
-                out.extend_from_slice(&self.scratch);
+                data_frames(out, OP_BINARY, &[&self.scratch], self.max_frame_payload);
             }
         }
         Ok(())
@@ -225,7 +270,7 @@ mod tests {
 
     #[test]
     fn plain_frames_carry_the_parts() {
-        let mut encoder = Encoder::new(Compression::None).expect("encoder");
+        let mut encoder = Encoder::new(Compression::None, usize::MAX).expect("encoder");
         let mut out = BytesMut::new();
         encoder
             .message(&[b"{\"op\":", b"11}"], &mut out)
@@ -240,7 +285,7 @@ mod tests {
 
     #[test]
     fn zlib_messages_end_with_sync_marker_and_inflate_with_one_context() {
-        let mut encoder = Encoder::new(Compression::ZlibStream).expect("encoder");
+        let mut encoder = Encoder::new(Compression::ZlibStream, usize::MAX).expect("encoder");
         let mut inflate = Decompress::new(true);
         for i in 0..50 {
             let text = format!("{{\"op\":0,\"s\":{i},\"d\":\"{}\"}}", "abc".repeat(i * 100));
@@ -260,7 +305,7 @@ mod tests {
 
     #[test]
     fn zstd_messages_decode_with_one_context() {
-        let mut encoder = Encoder::new(Compression::ZstdStream).expect("encoder");
+        let mut encoder = Encoder::new(Compression::ZstdStream, usize::MAX).expect("encoder");
         let mut decoder = zstd::stream::raw::Decoder::new().expect("decoder");
         for i in 0..20 {
             let text = format!("{{\"op\":0,\"s\":{i},\"d\":\"{}\"}}", "xyz".repeat(i * 500));
@@ -278,6 +323,78 @@ mod tests {
             let n = output.pos();
             assert_eq!(&plain[..n], text.as_bytes());
         }
+    }
+
+    /// Splits `bytes` into frames: (FIN, opcode, payload).
+    fn frames(mut bytes: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let start = match bytes[1] {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            let len = match bytes[1] {
+                126 => usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+                127 => usize::try_from(u64::from_be_bytes(
+                    bytes[2..10].try_into().expect("eight bytes"),
+                ))
+                .expect("fits"),
+                n => usize::from(n),
+            };
+            frames.push((
+                bytes[0] & 0x80 != 0,
+                bytes[0] & 0x0F,
+                bytes[start..start + len].to_vec(),
+            ));
+            bytes = &bytes[start + len..];
+        }
+        frames
+    }
+
+    #[test]
+    fn large_messages_are_fragmented_across_part_boundaries() {
+        let mut encoder = Encoder::new(Compression::None, 4).expect("encoder");
+        let mut out = BytesMut::new();
+        encoder
+            .message(&[b"{\"op\":", b"", b"11,\"d\":null}"], &mut out)
+            .expect("encode");
+        let frames = frames(&out);
+        assert_eq!(frames.len(), 5);
+        assert_eq!((frames[0].0, frames[0].1), (false, OP_TEXT));
+        for frame in &frames[1..4] {
+            assert_eq!((frame.0, frame.1), (false, OP_CONTINUATION));
+        }
+        assert_eq!((frames[4].0, frames[4].1), (true, OP_CONTINUATION));
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.2.clone()).collect();
+        assert_eq!(joined, b"{\"op\":11,\"d\":null}");
+        assert!(frames.iter().all(|f| f.2.len() <= 4));
+        // Exactly the limit: one frame.
+        let mut out = BytesMut::new();
+        encoder.message(&[b"1234"], &mut out).expect("encode");
+        assert_eq!(&out[..], b"\x81\x041234");
+    }
+
+    #[test]
+    fn compressed_messages_are_fragmented_as_binary() {
+        let mut encoder = Encoder::new(Compression::ZlibStream, 7).expect("encoder");
+        let mut inflate = Decompress::new(true);
+        let text = "{\"op\":0,\"d\":\"fragmented and compressed\"}";
+        let mut out = BytesMut::new();
+        encoder
+            .message(&[text.as_bytes()], &mut out)
+            .expect("encode");
+        let frames = frames(&out);
+        assert!(frames.len() > 1);
+        assert_eq!((frames[0].0, frames[0].1), (false, OP_BINARY));
+        assert!(frames[1..].iter().all(|f| f.1 == OP_CONTINUATION));
+        assert!(frames.iter().rev().skip(1).all(|f| !f.0) && frames[frames.len() - 1].0);
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.2.clone()).collect();
+        let mut plain = Vec::with_capacity(text.len() + 64);
+        inflate
+            .decompress_vec(&joined, &mut plain, FlushDecompress::Sync)
+            .expect("inflate");
+        assert_eq!(plain, text.as_bytes());
     }
 
     #[test]

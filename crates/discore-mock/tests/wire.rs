@@ -155,3 +155,92 @@ async fn heartbeats_are_read_while_a_compressed_flood_is_written() {
     )
     .await;
 }
+
+/// `len` bytes of letters and digits that do not compress well, the same
+/// every run.
+fn noise(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[(state % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}
+
+/// With `max_frame_payload`, a 5 MiB dispatch arrives as a first frame
+/// (text, or binary when compressed), continuation frames and a final
+/// frame, none larger than the limit, that reassemble to the exact payload.
+async fn large_dispatch_arrives_fragmented(query: &str) {
+    const LIMIT: usize = 64 * 1024;
+    let mock = start(config().max_frame_payload(LIMIT)).await;
+    let (mut reader, mut writer) = raw::connect(&mock.gateway_url(), query, None).await;
+    assert_eq!(reader.json().await["op"], 10);
+    writer.send(&identify(1, None)).await;
+    assert_eq!(reader.json().await["t"], "READY");
+    let pad = noise(5 * 1024 * 1024);
+    let deliveries = mock.dispatch(
+        Some(&Target::Shard(0)),
+        "BIG",
+        &json!({"pad": pad, "end": true}),
+    );
+    assert_eq!(deliveries.len(), 1);
+    let compressed = query.contains("compress=");
+    for _ in 0..100 {
+        let frames = reader.message_frames().await.expect("a message");
+        let opcode = frames[0].opcode;
+        let count = frames.len();
+        let sizes: Vec<usize> = frames.iter().map(|f| f.payload.len()).collect();
+        let data: Vec<u8> = frames.into_iter().flat_map(|f| f.payload).collect();
+        assert!(
+            sizes.iter().all(|&n| n <= LIMIT),
+            "{query}: a frame over the limit"
+        );
+        assert_eq!(
+            count,
+            data.len().div_ceil(LIMIT),
+            "{query}: frames of {sizes:?}"
+        );
+        assert!(
+            sizes[..count - 1].iter().all(|&n| n == LIMIT),
+            "{query}: only the last frame is short"
+        );
+        assert_eq!(opcode, if compressed { 0x2 } else { 0x1 });
+        let payload = reader.decode(opcode, data);
+        if payload["t"] != "BIG" {
+            continue;
+        }
+        assert!(count > 1, "{query}: not fragmented");
+        if !compressed {
+            assert!(count >= 80, "{query}: {count} frames");
+        }
+        assert_eq!(payload["s"], deliveries[0].sequence);
+        assert_eq!(payload["d"]["end"], true);
+        assert!(
+            payload["d"]["pad"] == pad.as_str(),
+            "{query}: the payload differs"
+        );
+        // The stream goes on with whole messages.
+        writer.send(&json!({"op": 1, "d": null})).await;
+        let (opcode, data, frames) = reader.message().await.expect("the ACK");
+        assert_eq!((opcode, frames), (if compressed { 0x2 } else { 0x1 }, 1));
+        assert_eq!(reader.decode(opcode, data)["op"], 11);
+        assert!(mock.observed().violations.is_empty());
+        mock.stop().await;
+        return;
+    }
+    panic!("{query}: no BIG dispatch");
+}
+
+#[actix_rt::test]
+async fn large_plain_dispatch_arrives_fragmented() {
+    large_dispatch_arrives_fragmented("v=10&encoding=json").await;
+}
+
+#[actix_rt::test]
+async fn large_compressed_dispatch_arrives_fragmented() {
+    large_dispatch_arrives_fragmented("v=10&encoding=json&compress=zlib-stream").await;
+}

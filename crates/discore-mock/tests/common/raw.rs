@@ -122,32 +122,42 @@ impl RawReader {
         }
     }
 
-    /// The next whole message (continuations joined), skipping control
-    /// frames other than close; returns the opcode of its first frame and
-    /// how many frames carried it.
-    pub async fn message(&mut self) -> Option<(u8, Vec<u8>, usize)> {
-        let mut opcode = None;
-        let mut data = Vec::new();
-        let mut frames = 0;
+    /// The frames of the next message, checked for RFC 6455 order (a text
+    /// or binary frame, then continuations, FIN on the last); control
+    /// frames other than close are skipped, a close is returned alone.
+    pub async fn message_frames(&mut self) -> Option<Vec<RawFrame>> {
+        let mut frames: Vec<RawFrame> = Vec::new();
         loop {
             let frame = self.frame().await?;
             if frame.opcode == 0x8 {
-                return Some((0x8, frame.payload, 1));
+                assert!(frames.is_empty(), "a close inside a fragmented message");
+                return Some(vec![frame]);
             }
             if frame.opcode >= 0x8 {
+                assert!(frame.fin, "control frames are never fragmented");
                 continue;
             }
-            match (opcode, frame.opcode) {
-                (None, 0x1 | 0x2) => opcode = Some(frame.opcode),
-                (Some(_), 0x0) => {}
-                other => panic!("frame out of order: {other:?}"),
+            match (frames.is_empty(), frame.opcode) {
+                (true, 0x1 | 0x2) | (false, 0x0) => {}
+                (first, opcode) => panic!("frame out of order: opcode {opcode}, first {first}"),
             }
-            frames += 1;
-            data.extend_from_slice(&frame.payload);
-            if frame.fin {
-                return opcode.map(|op| (op, data, frames));
+            let fin = frame.fin;
+            frames.push(frame);
+            if fin {
+                return Some(frames);
             }
         }
+    }
+
+    /// The next whole message (continuations joined), skipping control
+    /// frames other than close: its opcode, its data and how many frames
+    /// carried it.
+    pub async fn message(&mut self) -> Option<(u8, Vec<u8>, usize)> {
+        let frames = self.message_frames().await?;
+        let opcode = frames[0].opcode;
+        let count = frames.len();
+        let data = frames.into_iter().flat_map(|f| f.payload).collect();
+        Some((opcode, data, count))
     }
 
     /// The next gateway payload: a text message, or a binary one inflated
@@ -159,6 +169,12 @@ impl RawReader {
     /// [`json`](Self::json), or `None` when the stream ended.
     pub async fn try_json(&mut self) -> Option<Value> {
         let (opcode, data, _) = self.message().await?;
+        Some(self.decode(opcode, data))
+    }
+
+    /// Decodes a message's data: text as it is, binary through the
+    /// connection's zlib context.
+    pub fn decode(&mut self, opcode: u8, data: Vec<u8>) -> Value {
         let text = match (opcode, self.zlib.as_mut()) {
             (0x1, None) => data,
             (0x2, Some(zlib)) => inflate(zlib, &data),
@@ -167,7 +183,7 @@ impl RawReader {
                 String::from_utf8_lossy(&data)
             ),
         };
-        Some(serde_json::from_slice(&text).expect("JSON"))
+        serde_json::from_slice(&text).expect("JSON")
     }
 }
 
