@@ -258,6 +258,15 @@ pub struct SessionRecord {
     pub intents: u64,
     /// The last sequence number assigned.
     pub sequence: u64,
+    /// Every sequence number a RESUMED took in this session, in order.
+    ///
+    /// RESUMED is numbered like a dispatch but is not kept in the replay
+    /// buffer: when a connection ends before its RESUMED reached the client,
+    /// the next Resume replays around that number. A client then sees a gap
+    /// in `s` that is not a lost event; these are the only gaps a session
+    /// can have (a Resume from before the oldest kept dispatch gets op 9
+    /// `false` instead of a partial replay).
+    pub resumed_sequences: Vec<u64>,
     /// The connection it is attached to, if any.
     pub connection: Option<ConnectionId>,
     /// Whether it can still be resumed (or is attached).

@@ -513,6 +513,7 @@ impl State {
             shard,
             intents: request.intents,
             sequence: 0,
+            resumed_sequences: Vec::new(),
             connection: Some(connection),
             alive: true,
         });
@@ -637,6 +638,9 @@ impl State {
             .collect();
         let replayed = replay.len() as u64;
         session.outbox = replay;
+        // RESUMED takes the next sequence number but stays out of the replay
+        // buffer (recorded in `resumed_sequences`, so tests can tell the
+        // gap it leaves in a later replay from a lost event).
         session.seq += 1;
         session.outbox.push_back(Stored {
             seq: session.seq,
@@ -651,6 +655,7 @@ impl State {
         if let Some(r) = self.observed.session_mut(session_id) {
             r.connection = Some(connection);
             r.sequence = sequence;
+            r.resumed_sequences.push(sequence);
         }
         self.attach(connection, session_id, shard);
         ResumeResult::Resumed {

@@ -482,6 +482,70 @@ async fn resume_replays_missed_dispatches() {
     mock.stop().await;
 }
 
+/// RESUMED takes a sequence number but is not replayed: when a resumed
+/// connection is dropped before its RESUMED was read, the next Resume from
+/// the same point skips exactly that number, which the session records in
+/// `resumed_sequences`, so the gap is told apart from a lost event.
+#[actix_rt::test]
+async fn a_resumed_never_read_leaves_the_recorded_gap() {
+    let mock = start(config().guilds(2)).await;
+    let mut client = connect_json(&mock.gateway_url()).await;
+    let ready = client.ready(1, None).await;
+    let session = ready["d"]["session_id"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    client.dispatches(2).await; // GUILD_CREATEs
+    let seq = client.seq.expect("seq");
+    client.close(4000).await;
+    mock.wait_until(TIMEOUT, |o| o.active_sessions(0) == 0)
+        .await
+        .expect("detached");
+    let custom = |i: u64| mock.dispatch(Some(&Target::Shard(0)), "CUSTOM", &json!({"i": i}));
+    let first_event = custom(0)[0].sequence;
+
+    // Resume, then go away without reading anything: the replay and RESUMED
+    // are lost with the connection.
+    let mut lost = connect_json(&mock.resume_url()).await;
+    lost.hello().await;
+    lost.send(&resume(&session, seq)).await;
+    mock.wait_until(TIMEOUT, |o| o.resumes_total() == 1)
+        .await
+        .expect("resumed");
+    drop(lost);
+    mock.wait_until(TIMEOUT, |o| {
+        o.open_connections() == 0 && o.sessions[0].alive && o.sessions[0].connection.is_none()
+    })
+    .await
+    .expect("dropped, session kept");
+    let unseen = mock.observed().sessions[0].resumed_sequences.clone();
+    assert_eq!(unseen, [first_event + 1]);
+    let second_event = custom(1)[0].sequence;
+
+    // Resume again from the same point: everything but that RESUMED.
+    let mut client = connect_json(&mock.resume_url()).await;
+    client.hello().await;
+    client.send(&resume(&session, seq)).await;
+    let replayed = client.dispatches(3).await;
+    let names: Vec<&Value> = replayed.iter().map(|p| &p["t"]).collect();
+    assert_eq!(names, ["CUSTOM", "CUSTOM", "RESUMED"]);
+    let seqs: Vec<u64> = replayed
+        .iter()
+        .map(|p| p["s"].as_u64().expect("s"))
+        .collect();
+    let seen = mock.observed();
+    let resumed = &seen.sessions[0].resumed_sequences;
+    assert_eq!(seqs, [first_event, second_event, resumed[1]]);
+    assert_eq!(resumed.len(), 2);
+    // The only numbers missing between the resume point and RESUMED are
+    // the recorded RESUMED ones.
+    let missing: Vec<u64> = (seq + 1..seqs[2]).filter(|s| !seqs.contains(s)).collect();
+    assert_eq!(missing, [resumed[0]]);
+    assert_eq!(missing, unseen);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    mock.stop().await;
+}
+
 /// A resume on the discovery URL works but is recorded as a violation.
 #[actix_rt::test]
 async fn resume_on_discovery_url_is_a_violation() {
