@@ -84,7 +84,7 @@ async fn malformed_json_resumes_without_loss() {
 /// reassembled and delivered.
 #[actix_rt::test]
 async fn five_mib_dispatch_over_many_frames() {
-    let mock = MockServer::start(mock_config() /* TODO-FRAGMENT */)
+    let mock = MockServer::start(mock_config().max_frame_payload(64 * 1024))
         .await
         .expect("emulator");
     let recorded = Recorded::start();

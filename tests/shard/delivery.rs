@@ -10,7 +10,6 @@ use std::time::Duration;
 async fn slow_subscriber_gets_everything_without_stalling_heartbeats() {
     const EVENTS: usize = 400;
     const CREDITS: usize = 16;
-    let _ = env_logger::builder().is_test(true).try_init();
     // The emulator keeps every unread event queued instead of dropping a
     // slow reader, so any reconnect here would be the client's doing.
     let config = mock_config()

@@ -135,8 +135,8 @@ pub struct MachineConfig {
     pub invalid_session_delay: RangeInclusive<Duration>,
     /// Longest wait for Hello after the socket opened.
     pub hello_timeout: Duration,
-    /// Failed connections to the resume URL before resuming via the
-    /// discovery URL instead.
+    /// Failed connections to the resume URL in a row before the session is
+    /// given up and a new one identified on the discovery URL.
     pub resume_url_attempts: u32,
 }
 
@@ -146,7 +146,7 @@ impl Default for MachineConfig {
             backoff: Backoff::default(),
             invalid_session_delay: Duration::from_secs(1)..=Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
-            resume_url_attempts: 2,
+            resume_url_attempts: 5,
         }
     }
 }
@@ -247,7 +247,7 @@ impl Machine {
 
     /// Starts the shard: the first connection goes out at once.
     pub fn start(&mut self) {
-        let target = self.resume_target();
+        let target = self.next_target();
         self.schedule_connect(Duration::ZERO, target);
     }
 
@@ -268,7 +268,7 @@ impl Machine {
             return;
         }
         self.count_failure();
-        let target = self.resume_target();
+        let target = self.next_target();
         self.reconnect_with_backoff(target);
     }
 
@@ -355,7 +355,7 @@ impl Machine {
         if self.state.is_terminal() {
             return;
         }
-        let target = self.resume_target();
+        let target = self.next_target();
         self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
     }
 
@@ -365,7 +365,7 @@ impl Machine {
             return;
         }
         if resumable && self.session.is_some() {
-            let target = self.resume_target();
+            let target = self.next_target();
             self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
             return;
         }
@@ -407,7 +407,7 @@ impl Machine {
                 self.reconnect_with_backoff(ConnectTarget::DiscoveryUrl);
             }
             CloseAction::Resume => {
-                let target = self.resume_target();
+                let target = self.next_target();
                 self.reconnect_with_backoff(target);
             }
         }
@@ -427,7 +427,7 @@ impl Machine {
         if new_session {
             self.forget_session();
         }
-        let target = self.resume_target();
+        let target = self.next_target();
         let delay = self.backoff_delay();
         self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
     }
@@ -445,7 +445,7 @@ impl Machine {
         if self.hello_deadline.is_some_and(|deadline| now >= deadline) {
             self.hello_deadline = None;
             self.count_failure();
-            let target = self.resume_target();
+            let target = self.next_target();
             let delay = self.backoff_delay();
             self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
             return;
@@ -459,7 +459,7 @@ impl Machine {
         if heartbeat.awaiting_ack && !reader_paused {
             // Zombie: no ACK between two sends. Drop the socket with a
             // resumable code and resume at once.
-            let target = self.resume_target();
+            let target = self.next_target();
             self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
             return;
         }
@@ -552,17 +552,18 @@ impl Machine {
             .delay(self.failures.saturating_add(1), jitter)
     }
 
-    /// Resume on the session's URL while it keeps working; otherwise resume
-    /// (or identify, without a session) on the discovery URL.
-    fn resume_target(&self) -> ConnectTarget {
-        let has_url = self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.resume_url.is_some());
-        if has_url && self.resume_url_failures < self.config.resume_url_attempts {
-            ConnectTarget::ResumeUrl
-        } else {
-            ConnectTarget::DiscoveryUrl
+    /// Where the next connection goes: the resume URL while there is a
+    /// session (the gateway expects resumes there, never on the discovery
+    /// URL). When the resume URL could not be reached `resume_url_attempts`
+    /// times in a row, the resume is not possible: the session is given up
+    /// and a new one is identified on the discovery URL (digest §4 step 8).
+    fn next_target(&mut self) -> ConnectTarget {
+        if self.session.is_some() && self.resume_url_failures >= self.config.resume_url_attempts {
+            self.forget_session();
+        }
+        match &self.session {
+            Some(session) if session.resume_url.is_some() => ConnectTarget::ResumeUrl,
+            _ => ConnectTarget::DiscoveryUrl,
         }
     }
 

@@ -428,7 +428,7 @@ fn a_healthy_session_resets_the_backoff() {
 }
 
 #[test]
-fn unreachable_resume_url_falls_back_to_the_discovery_url() {
+fn unreachable_resume_url_gives_up_the_session_after_the_attempts() {
     let now = Instant::now();
     let mut machine = active(now);
     machine.on_closed(None);
@@ -437,6 +437,8 @@ fn unreachable_resume_url_falls_back_to_the_discovery_url() {
         machine.on_connect_failed();
         targets.push(connect_action(&drain(&mut machine)).expect("connects").1);
     }
+    // Resumes only ever go to the resume URL; after two failures (this
+    // test's `resume_url_attempts`) the session is given up.
     assert_eq!(
         targets,
         [
@@ -446,13 +448,13 @@ fn unreachable_resume_url_falls_back_to_the_discovery_url() {
             ConnectTarget::DiscoveryUrl
         ]
     );
-    // Still a resume, not a new session.
+    assert!(machine.session().is_none());
     machine.on_connected(now);
     machine.on_hello(INTERVAL, now);
-    assert!(matches!(
-        without_notices(drain(&mut machine)).as_slice(),
-        [Action::SendResume { .. }]
-    ));
+    assert_eq!(
+        without_notices(drain(&mut machine)),
+        [Action::RequestIdentify]
+    );
 }
 
 #[test]
