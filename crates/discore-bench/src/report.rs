@@ -140,7 +140,9 @@ fn build_notes() -> String {
     } else {
         "twilight-gateway 0.18 without compression"
     };
-    format!("{profile}; {twilight}; flate2 backend zlib-rs (unified with discore-mock's)")
+    format!(
+        "{profile}; {twilight}; flate2 features unified with discore-mock's (zlib-rs when it enables it)"
+    )
 }
 
 /// The commit of the working tree, with `-dirty` when it has changes, or
