@@ -998,6 +998,9 @@ impl Connection {
     }
 
     fn token_ok(&self, token: &str) -> bool {
+        // Discord also accepts the REST form `Bot <token>` in Identify and
+        // Resume (twilight-gateway sends it).
+        let token = token.strip_prefix("Bot ").unwrap_or(token);
         self.shared
             .config
             .token
