@@ -163,6 +163,16 @@ async fn live_resharding_delivers_every_event_once_and_in_order() {
     .await;
     let old_guilds = mock.guild_ids();
     let added = mock.add_guilds(5);
+    // Stay paused until the overflowing shard's session is closed with
+    // 4011: a message posted before that would go to a session whose queue
+    // the emulator drops, so nobody could ever deliver it.
+    wait_for("the 4011 close of the overflowing shard", || {
+        mock.observed()
+            .connections
+            .iter()
+            .any(|c| c.close_sent == Some(4011))
+    })
+    .await;
     emitter.pause(false);
     assert_eq!(added.len(), 5);
     assert_eq!(mock.recommended_shards(), 4);
