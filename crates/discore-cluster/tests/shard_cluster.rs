@@ -5,70 +5,12 @@
 
 mod common;
 
-use common::{Process, REDIS_URL, TIMEOUT};
-use discore_cluster::{ClusterRedis, ClusterShardReport, RedisSessionStore, cluster_status};
+use common::{Process, TIMEOUT};
+use discore_cluster::RedisSessionStore;
 use discore_manager::SessionStore as _;
-use discore_mock::{MockServer, Observed};
 use std::{collections::BTreeMap, time::Instant};
 
-const TOTAL: u32 = 24;
-const LEASE_TTL_MS: u64 = 1000;
-
-fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
-    Process::start(
-        name,
-        "gateway",
-        &[
-            ("redis", REDIS_URL.to_owned()),
-            ("namespace", namespace.to_owned()),
-            ("rest", mock.rest_url()),
-            ("total", TOTAL.to_string()),
-            ("node-id", name.to_owned()),
-            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
-            ("checkpoint-ms", "50".to_owned()),
-            ("status-ms", "100".to_owned()),
-            ("identify-window-ms", "250".to_owned()),
-            ("max-concurrency", "4".to_owned()),
-            ("arbiters", "1".to_owned()),
-        ],
-    )
-}
-
-/// Every shard live exactly once on the emulator.
-fn all_live_once(seen: &Observed) -> bool {
-    let live = common::live_shards(seen, TOTAL);
-    live.len() == TOTAL as usize && live.values().all(|n| *n == 1)
-}
-
-/// The cluster status once every shard is active on one of `nodes`, each
-/// holding its fair share.
-async fn settled(redis: &ClusterRedis, nodes: &[&str]) -> Vec<ClusterShardReport> {
-    common::wait_for("the cluster status shows every shard active", async || {
-        let status = cluster_status(redis).await.ok()?;
-        let active = status
-            .iter()
-            .filter(|r| r.state.as_deref() == Some("Active"));
-        let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
-        for report in active {
-            *per_node.entry(report.node.as_str()).or_default() += 1;
-        }
-        let share = TOTAL / u32::try_from(nodes.len()).ok()?;
-        let fair = status.len() == TOTAL as usize
-            && per_node.len() == nodes.len()
-            && nodes.iter().all(|n| per_node.get(n) == Some(&share));
-        fair.then_some(status)
-    })
-    .await
-}
-
-fn assert_clean(seen: &Observed) {
-    assert!(
-        seen.violations.is_empty(),
-        "violations: {:#?}",
-        seen.violations
-    );
-    common::assert_never_two_owners(seen);
-}
+use common::fleet::{LEASE_TTL_MS, TOTAL, all_live_once, assert_clean, gateway, settled};
 
 #[actix_rt::test]
 async fn three_processes_share_24_shards_and_take_over_a_killed_one() {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use discore_cluster::{ClusterRedis, EventBus};
 use discore_mock::{MockConfig, MockServer, Observed};
 use std::{
