@@ -421,6 +421,20 @@ impl MockServer {
         })
     }
 
+    /// A guild as the world holds it: the GUILD_CREATE data a session with
+    /// GUILD_PRESENCES gets (every member listed, when the guild is not
+    /// large at the maximum threshold of 250), so a test can compare a
+    /// bot's cache with the truth. `None` for an unknown guild.
+    pub fn guild_object(&self, guild_id: u64) -> Option<Value> {
+        let state = self.shared.lock();
+        let g = state.world.guild_index(guild_id)?;
+        Some(
+            state
+                .world
+                .guild_create(g, crate::event::GUILD_PRESENCES, 250),
+        )
+    }
+
     /// The shard count `/gateway/bot` recommends now.
     pub fn recommended_shards(&self) -> u64 {
         self.shared.lock().recommended_shards()
