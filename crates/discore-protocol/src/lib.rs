@@ -24,7 +24,7 @@ mod session;
 mod token;
 
 pub use close_code::{CloseAction, CloseCode, ShardFailureReason};
-pub use envelope::{Envelope, EnvelopeError};
+pub use envelope::{Envelope, EnvelopeError, PayloadData};
 pub use opcode::OpCode;
 pub use routing::shard_for_guild;
 pub use session::Session;

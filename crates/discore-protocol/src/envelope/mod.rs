@@ -1,26 +1,33 @@
 //! The payload envelope `{op, d, s, t}` (protocol digest §1), read without
 //! parsing the event data.
 
+mod data;
+mod scan;
+
+pub use data::PayloadData;
+
 use crate::OpCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::{borrow::Cow, fmt};
 
-/// One received Gateway payload with its data left as raw JSON.
+/// One received Gateway payload with its data left unread.
 ///
-/// Peeking costs a scan of the frame but no allocation for `d`, which is
-/// borrowed from the input; the caller deserializes it only if somebody wants
-/// the event.
+/// Peeking reads `op`, `s` and `t` and finds where `d` lies; for a payload
+/// in Discord's member order it does not look at `d` at all, so an event
+/// nobody wants costs almost nothing. Whoever wants the data parses it
+/// through [`PayloadData`], and that parse is the one full pass over it.
 #[derive(Debug)]
 pub struct Envelope<'a> {
     /// The opcode.
     pub op: OpCode,
     /// The sequence number; set only on dispatches.
     pub sequence: Option<u64>,
-    /// The event name; set only on dispatches.
+    /// The event name; set only on dispatches. Borrowed from the input
+    /// unless it contains escapes.
     pub event_name: Option<Cow<'a, str>>,
     /// The event data, `None` when absent or `null`.
-    pub data: Option<&'a RawValue>,
+    pub data: Option<PayloadData<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -37,20 +44,44 @@ struct WireEnvelope<'a> {
 impl<'a> Envelope<'a> {
     /// Reads the envelope of one JSON text payload.
     ///
+    /// The data is not validated here: [`PayloadData`]'s parsers validate it, and
+    /// report a payload that turns out not to be JSON as
+    /// [`EnvelopeError::is_malformed`].
+    ///
     /// # Errors
     ///
     /// [`EnvelopeError`] when the text is not a JSON object with an integer
     /// `op` in 0..=255. Unknown opcodes, unknown event names and unknown
     /// fields are not errors.
     pub fn peek(json: &'a str) -> Result<Self, EnvelopeError> {
-        let wire: WireEnvelope<'a> = serde_json::from_str(json).map_err(EnvelopeError)?;
+        match scan::scan(json) {
+            Some(scanned) => Ok(Self {
+                op: OpCode::from(scanned.op),
+                sequence: scanned.sequence,
+                event_name: scanned.event_name.map(Cow::Borrowed),
+                data: scanned.data.map(|span| PayloadData::unchecked(json, span)),
+            }),
+            None => Self::peek_strict(json),
+        }
+    }
+
+    /// Reads the envelope with serde_json, validating the whole payload
+    /// (`d` included). [`peek`](Self::peek) falls back to this whenever its
+    /// scan meets something it does not expect.
+    ///
+    /// # Errors
+    ///
+    /// As [`peek`](Self::peek), and also when `d` is not valid JSON.
+    pub fn peek_strict(json: &'a str) -> Result<Self, EnvelopeError> {
+        let wire: WireEnvelope<'a> =
+            serde_json::from_str(json).map_err(EnvelopeError::malformed)?;
         // `"d": null` arrives as a raw `null`: treat it like an absent field.
         let data = wire.d.filter(|raw| raw.get() != "null");
         Ok(Self {
             op: OpCode::from(wire.op),
             sequence: wire.s,
             event_name: wire.t,
-            data,
+            data: data.map(PayloadData::checked),
         })
     }
 
@@ -58,26 +89,60 @@ impl<'a> Envelope<'a> {
     ///
     /// # Errors
     ///
-    /// [`EnvelopeError`] when the data does not have the shape of `T`.
+    /// [`EnvelopeError`] when the data does not have the shape of `T`, or
+    /// is not JSON at all ([`EnvelopeError::is_malformed`]).
     pub fn data_as<T: Deserialize<'a>>(&self) -> Result<T, EnvelopeError> {
-        let raw = self.data.map_or("null", RawValue::get);
-        serde_json::from_str(raw).map_err(EnvelopeError)
+        match self.data {
+            Some(data) => data.deserialize(),
+            None => serde_json::from_str("null").map_err(EnvelopeError::mismatch),
+        }
     }
 }
 
-/// A payload that is not a Gateway envelope.
+/// A payload that is not a Gateway envelope, or data that does not have the
+/// expected shape.
 #[derive(Debug)]
-pub struct EnvelopeError(serde_json::Error);
+pub struct EnvelopeError {
+    error: serde_json::Error,
+    malformed: bool,
+}
+
+impl EnvelopeError {
+    pub(crate) const fn malformed(error: serde_json::Error) -> Self {
+        Self {
+            error,
+            malformed: true,
+        }
+    }
+
+    pub(crate) const fn mismatch(error: serde_json::Error) -> Self {
+        Self {
+            error,
+            malformed: false,
+        }
+    }
+
+    /// `true` when the payload is not valid JSON or not an envelope at all;
+    /// `false` when it is valid JSON whose data has another shape than the
+    /// one asked for.
+    pub const fn is_malformed(&self) -> bool {
+        self.malformed
+    }
+}
 
 impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed gateway payload: {}", self.0)
+        if self.malformed {
+            write!(f, "malformed gateway payload: {}", self.error)
+        } else {
+            write!(f, "gateway payload data of another shape: {}", self.error)
+        }
     }
 }
 
 impl std::error::Error for EnvelopeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(&self.error)
     }
 }
 
@@ -95,7 +160,7 @@ mod tests {
         assert_eq!(envelope.sequence, Some(42));
         assert_eq!(envelope.event_name.as_deref(), Some("MESSAGE_CREATE"));
         assert_eq!(
-            envelope.data.map(|d| d.get()),
+            envelope.data.map(|d| d.text()),
             Some(r#"{"content":"hi","nested":[1,{"a":null}]}"#)
         );
     }
@@ -138,6 +203,49 @@ mod tests {
         let frame = format!(r#"{{"op":0,"s":1,"t":"X","d":{nested}}}"#);
         let envelope = Envelope::peek(&frame).expect("the peek does not recurse into d");
         assert!(envelope.data_as::<serde_json::Value>().is_err());
+        let strict = Envelope::peek_strict(&frame).expect("nor does the strict peek");
+        assert!(strict.data_as::<serde_json::Value>().is_err());
+    }
+
+    #[test]
+    fn members_after_data_are_found_by_the_strict_parser() {
+        let frame = r#"{"t":"X","s":1,"op":0,"d":{"a":[1]},"x":{"d":2}}"#;
+        let envelope = Envelope::peek(frame).expect("valid envelope");
+        let data = envelope.data.expect("data");
+        assert_eq!(data.raw().expect("valid json").get(), r#"{"a":[1]}"#);
+        let value: serde_json::Value = data.deserialize().expect("parses");
+        assert_eq!(value, serde_json::json!({"a": [1]}));
+    }
+
+    #[test]
+    fn malformed_data_is_found_when_read() {
+        for frame in [
+            r#"{"t":"X","s":1,"op":0,"d":{}"#,
+            r#"{"t":"X","s":1,"op":0,"d":{"a":}}"#,
+            r#"{"t":"X","s":1,"op":0,"d":{"a":1}}}"#,
+        ] {
+            let data = Envelope::peek(frame)
+                .expect("the envelope itself is read")
+                .data
+                .expect("data");
+            let error = data.deserialize::<serde_json::Value>().expect_err(frame);
+            assert!(error.is_malformed(), "{frame}: {error}");
+            assert!(data.raw().is_err_and(|e| e.is_malformed()), "{frame}");
+        }
+    }
+
+    #[test]
+    fn data_of_another_shape_is_a_mismatch() {
+        let envelope = Envelope::peek(r#"{"t":"X","s":1,"op":0,"d":{"a":1}}"#).expect("valid");
+        let error = envelope.data_as::<Vec<u8>>().expect_err("not a list");
+        assert!(!error.is_malformed());
+    }
+
+    #[test]
+    fn escaped_event_names_are_read() {
+        let envelope =
+            Envelope::peek(r#"{"t":"A\u0042","s":1,"op":0,"d":{}}"#).expect("valid envelope");
+        assert_eq!(envelope.event_name.as_deref(), Some("AB"));
     }
 
     #[test]
