@@ -1,8 +1,10 @@
 //! What subscribers receive: typed dispatches and lifecycle changes.
 
+mod flattened;
+
 use crate::{delivery::Credit, machine::Lifecycle};
 use actix::Message;
-use discore_protocol::ShardId;
+use discore_protocol::{EnvelopeError, PayloadData, ShardId};
 use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
 use std::{collections::HashSet, fmt, sync::Arc};
@@ -63,8 +65,8 @@ impl GatewayEvent {
 pub enum Dispatch {
     /// An event twilight-model knows, deserialized.
     Known {
-        /// The event name as sent, such as `MESSAGE_CREATE`.
-        name: Box<str>,
+        /// The event name, such as `MESSAGE_CREATE`.
+        name: &'static str,
         /// The typed event.
         event: DispatchEvent,
     },
@@ -93,25 +95,81 @@ impl Dispatch {
     /// Parses `data` as the event `name`. Never fails: an unknown or
     /// unparsable event becomes [`Dispatch::Raw`].
     pub fn parse(name: &str, kind: Option<EventType>, data: &RawValue) -> Self {
-        if kind.is_none() {
+        let Some((kind, known_name)) = kind.and_then(|kind| Some((kind, kind.name()?))) else {
             return Self::Raw(RawDispatch::new(name, data, RawReason::UnknownEvent));
-        }
-        let mut deserializer = serde_json::Deserializer::from_str(data.get());
-        match DispatchEventWithTypeDeserializer::new(name).deserialize(&mut deserializer) {
+        };
+        match parse_typed(kind, known_name, data.get()) {
             Ok(event) => Self::Known {
-                name: name.into(),
+                name: known_name,
                 event,
             },
-            Err(error) => {
-                log::warn!("{name} did not match the model, delivered raw: {error}");
-                Self::Raw(RawDispatch::new(
-                    name,
-                    data,
-                    RawReason::ModelMismatch(error.to_string()),
-                ))
-            }
+            Err(error) => Self::mismatch(name, data, &error),
         }
     }
+
+    /// Parses the data of a received payload as the event `name`, in one
+    /// pass that also validates it.
+    ///
+    /// # Errors
+    ///
+    /// Only when the payload turns out not to be JSON
+    /// ([`EnvelopeError::is_malformed`]); an unknown event or data of
+    /// another shape than the model's becomes [`Dispatch::Raw`].
+    pub fn from_data(
+        name: &str,
+        kind: Option<EventType>,
+        data: Option<PayloadData<'_>>,
+    ) -> Result<Self, EnvelopeError> {
+        let Some((kind, known_name)) = kind.and_then(|kind| Some((kind, kind.name()?))) else {
+            let raw = data.map_or(Ok(RawValue::NULL), |data| data.raw())?;
+            return Ok(Self::Raw(RawDispatch::new(
+                name,
+                raw,
+                RawReason::UnknownEvent,
+            )));
+        };
+        let Some(data) = data else {
+            return Ok(Self::parse(name, Some(kind), RawValue::NULL));
+        };
+        let parsed = data.parse_with(|json| parse_typed(kind, known_name, json));
+        match parsed {
+            Ok(event) => Ok(Self::Known {
+                name: known_name,
+                event,
+            }),
+            Err(error) if error.is_malformed() => Err(error),
+            Err(error) => Ok(Self::mismatch(name, data.raw()?, &error)),
+        }
+    }
+
+    fn mismatch(name: &str, data: &RawValue, error: &dyn fmt::Display) -> Self {
+        log::warn!("{name} did not match the model, delivered raw: {error}");
+        Self::Raw(RawDispatch::new(
+            name,
+            data,
+            RawReason::ModelMismatch(error.to_string()),
+        ))
+    }
+}
+
+/// The typed parse of one event's data, in one pass over `json`.
+fn parse_typed(kind: EventType, name: &str, json: &str) -> serde_json::Result<DispatchEvent> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let event = match kind {
+        // twilight-model's flattened wrappers, without serde's buffering.
+        EventType::MessageCreate => {
+            DispatchEvent::MessageCreate(Box::new(flattened::message_create(&mut deserializer)?))
+        }
+        EventType::MemberAdd => {
+            DispatchEvent::MemberAdd(Box::new(flattened::member_add(&mut deserializer)?))
+        }
+        EventType::ThreadMemberUpdate => DispatchEvent::ThreadMemberUpdate(Box::new(
+            flattened::thread_member_update(&mut deserializer)?,
+        )),
+        _ => DispatchEventWithTypeDeserializer::new(name).deserialize(&mut deserializer)?,
+    };
+    deserializer.end()?;
+    Ok(event)
 }
 
 /// A dispatch delivered as JSON.

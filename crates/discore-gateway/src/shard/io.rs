@@ -15,10 +15,9 @@ use actix::{
     WrapFuture as _,
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
-use discore_protocol::{Envelope, OpCode, commands};
+use discore_protocol::{Envelope, EnvelopeError, OpCode, PayloadData, commands};
 use futures_util::{StreamExt as _, stream};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -489,10 +488,23 @@ impl Shard {
                     log::debug!("shard {}: skipping duplicate {name} #{sequence}", self.id);
                     return;
                 }
-                self.machine.on_dispatch(sequence);
-                if name == "GUILD_CREATE" && self.stats.guilds_loaded < self.stats.guilds_expected {
-                    self.stats.guilds_loaded += 1;
-                }
+            }
+        }
+        // A wanted event is parsed, and so validated, before its sequence
+        // number counts: a payload that turns out to be malformed is asked
+        // for again by resuming from the sequence before it.
+        let kind = EventType::try_from(name).ok();
+        let event = match self.parse_for_subscribers(name, kind, envelope.data) {
+            Ok(event) => event,
+            Err(error) => {
+                self.protocol_error(&format!("{name} #{sequence}: {error}"), false, ctx);
+                return;
+            }
+        };
+        if !matches!(name, "READY" | "RESUMED") {
+            self.machine.on_dispatch(sequence);
+            if name == "GUILD_CREATE" && self.stats.guilds_loaded < self.stats.guilds_expected {
+                self.stats.guilds_loaded += 1;
             }
         }
         self.stats.events += 1;
@@ -503,19 +515,26 @@ impl Shard {
             }
         }
         log::trace!("shard {}: {name} #{sequence}", self.id);
-        self.deliver(name, sequence, envelope.data);
+        if let Some(event) = event {
+            self.deliver(kind, sequence, &event);
+        }
     }
 
-    fn deliver(&mut self, name: &str, sequence: u64, data: Option<&RawValue>) {
-        if self.subscribers.is_empty() {
-            return;
-        }
-        let kind = EventType::try_from(name).ok();
+    /// The typed event, if any subscriber wants it; nothing is parsed for
+    /// an event nobody wants.
+    fn parse_for_subscribers(
+        &self,
+        name: &str,
+        kind: Option<EventType>,
+        data: Option<PayloadData<'_>>,
+    ) -> Result<Option<Arc<Dispatch>>, EnvelopeError> {
         if !self.subscribers.iter().any(|s| s.filter.wants(kind)) {
-            return;
+            return Ok(None);
         }
-        let data = data.unwrap_or(RawValue::NULL);
-        let event = Arc::new(Dispatch::parse(name, kind, data));
+        Ok(Some(Arc::new(Dispatch::from_data(name, kind, data)?)))
+    }
+
+    fn deliver(&mut self, kind: Option<EventType>, sequence: u64, event: &Arc<Dispatch>) {
         let mut disconnected = false;
         for subscriber in &self.subscribers {
             if !subscriber.filter.wants(kind) {
@@ -528,7 +547,7 @@ impl Shard {
             subscriber.recipient.do_send(GatewayEvent {
                 shard: self.id,
                 sequence,
-                event: Arc::clone(&event),
+                event: Arc::clone(event),
                 _credit: Some(self.credits.take()),
             });
         }
