@@ -117,7 +117,8 @@ fn random_fault(rng: &mut fastrand::Rng) -> Fault {
             reason: None,
         },
         77..=86 => Fault::CorruptNextFrame,
-        _ => Fault::MalformedJson,
+        87..=93 => Fault::MalformedJson,
+        _ => Fault::MalformedDispatchData,
     }
 }
 

@@ -80,6 +80,26 @@ async fn malformed_json_resumes_without_loss() {
     assert_eq!(recorded.count("MESSAGE_CREATE"), 30);
 }
 
+/// A dispatch whose envelope is fine and whose data is not JSON is a
+/// protocol error found when the event is parsed, before its sequence
+/// number counts: the shard resumes from the sequence before it and the
+/// real event that carries the same number is delivered, not skipped.
+#[actix_rt::test]
+async fn malformed_dispatch_data_is_not_counted_and_resumes_without_loss() {
+    let (mock, recorded) = compressed_shard(Compression::None).await;
+    recorded.wait_for_event("GUILD_CREATE", 3).await;
+    assert_eq!(mock.send_malformed_dispatch_data(&Target::Shard(0)), 1);
+    post(&mock, 30);
+    recorded.wait_for_event("MESSAGE_CREATE", 30).await;
+    recorded
+        .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
+        .await;
+    assert_in_order_exactly_once(&recorded.events());
+    assert_eq!(recorded.count("MESSAGE_CREATE"), 30);
+    assert_eq!(mock.observed().identifies_total(), 1);
+    assert_no_violations(&mock);
+}
+
 /// A 5 MiB dispatch, split by the emulator over many WebSocket frames, is
 /// reassembled and delivered.
 #[actix_rt::test]

@@ -74,6 +74,11 @@ pub enum Fault {
     /// Send a text frame that is not valid JSON (compressed like any other
     /// frame on a compressed connection).
     MalformedJson,
+    /// Send a MESSAGE_CREATE whose envelope is well formed and whose data
+    /// is not JSON, numbered with the session's next sequence number (which
+    /// the next real dispatch then carries too). A client that counted the
+    /// broken one would skip the real one as a duplicate.
+    MalformedDispatchData,
 }
 
 /// Snowflakes as strings (Discord's way), accepting numbers too.

@@ -7,7 +7,7 @@ use crate::{
     event::{Event, GUILD_MEMBERS, GUILD_PRESENCES, GUILD_VOICE_STATES},
     observe::{
         Compression, ConnectionEnd, ConnectionId, ConnectionRecord, HeartbeatRecord,
-        ReceivedPayload, ViolationKind,
+        ReceivedPayload, RefusedUpgrade, ViolationKind,
     },
     payloads,
     state::{ConnHandle, Control, IdentifyRequest, IdentifyResult, ResumeResult, Shared, Stored},
@@ -128,8 +128,17 @@ pub(crate) async fn upgrade(
     let shared = Arc::clone(shared.get_ref());
     let now = Instant::now();
     {
-        let state = shared.lock();
+        let mut state = shared.lock();
         if state.stopping || state.outage_until.is_some_and(|until| until > now) {
+            let refused = &mut state.observed.refused_upgrades;
+            if refused.len() >= crate::observe::MAX_RECORDS {
+                refused.remove(0);
+            }
+            refused.push(RefusedUpgrade {
+                path: req.path().to_owned(),
+                on_resume_url: req.path().starts_with("/resume"),
+                at: shared.elapsed(),
+            });
             return Ok(HttpResponse::ServiceUnavailable()
                 .insert_header(("retry-after", "1"))
                 .json(json!({"message": "503: Service Unavailable", "code": 0})));
@@ -1472,6 +1481,14 @@ impl Connection {
             }
             Fault::MalformedJson => {
                 self.send_raw(br#"{"t":"MESSAGE_CREATE","s":"#);
+                None
+            }
+            Fault::MalformedDispatchData => {
+                let next = self.shared.lock().session_of(self.id).map_or(0, |s| s.seq) + 1;
+                let frame = format!(
+                    r#"{{"t":"MESSAGE_CREATE","s":{next},"op":0,"d":{{"content":"broken",}}}}"#
+                );
+                self.send_raw(frame.as_bytes());
                 None
             }
         }

@@ -90,7 +90,8 @@ pub struct CreatedInteraction {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(crate::gateway::upgrade))
         .route("/resume", web::get().to(crate::gateway::upgrade))
-        .route("/resume/", web::get().to(crate::gateway::upgrade));
+        .route("/resume/", web::get().to(crate::gateway::upgrade))
+        .route("/resume/{session}", web::get().to(crate::gateway::upgrade));
     for version in ["/api/v10", "/api/v9"] {
         cfg.service(
             web::scope(version)
@@ -281,6 +282,12 @@ impl MockServer {
     /// Sends a text frame that is not JSON.
     pub fn send_malformed_json(&self, target: &Target) -> usize {
         self.fault(target, Fault::MalformedJson)
+    }
+
+    /// Sends a MESSAGE_CREATE with the next sequence number and data that
+    /// is not JSON (see [`Fault::MalformedDispatchData`]).
+    pub fn send_malformed_dispatch_data(&self, target: &Target) -> usize {
+        self.fault(target, Fault::MalformedDispatchData)
     }
 
     /// The next `count` connections get op 7 instead of Hello.
