@@ -1,0 +1,91 @@
+//! A bot that answers `!ping` with `pong` through twilight-http.
+//!
+//! The gateway brings MESSAGE_CREATE; the answer is a REST call,
+//! `POST /channels/{id}/messages`, made by twilight-http. Pointed at the
+//! emulator or at Discord, the code is the same: only the REST base URL
+//! and the token differ ([`Environment`](crate::setup::Environment)).
+
+use actix::{
+    Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, WrapFuture as _,
+};
+use discore_gateway::{DispatchEvent, EventFilter, EventType, GatewayEvent};
+use std::sync::Arc;
+
+/// The command the bot answers.
+pub const PING: &str = "!ping";
+
+/// Answers `!ping` from members with `pong`, as a reply.
+#[derive(Debug)]
+pub struct PingBot {
+    http: Arc<twilight_http::Client>,
+    answered: u64,
+    failed: u64,
+}
+
+impl PingBot {
+    /// A bot answering through `http`.
+    pub fn new(http: Arc<twilight_http::Client>) -> Self {
+        Self {
+            http,
+            answered: 0,
+            failed: 0,
+        }
+    }
+
+    /// The events it needs: messages only.
+    pub fn filter() -> EventFilter {
+        EventFilter::only([EventType::MessageCreate])
+    }
+}
+
+impl Actor for PingBot {
+    type Context = Context<Self>;
+}
+
+impl Handler<GatewayEvent> for PingBot {
+    type Result = ();
+
+    /// Answers a `!ping` by a member, in the background.
+    fn handle(&mut self, message: GatewayEvent, ctx: &mut Context<Self>) {
+        let Some(DispatchEvent::MessageCreate(created)) = message.event.typed() else {
+            return;
+        };
+        if created.author.bot || created.content.trim() != PING {
+            return;
+        }
+        let (channel, id) = (created.channel_id, created.id);
+        let http = Arc::clone(&self.http);
+        let answer = async move {
+            http.create_message(channel)
+                .content("pong")
+                .reply(id)
+                .await
+                .map(drop)
+        };
+        ctx.spawn(
+            answer
+                .into_actor(self)
+                .map(move |result, bot: &mut Self, _| match result {
+                    Ok(()) => bot.answered += 1,
+                    Err(error) => {
+                        bot.failed += 1;
+                        log::warn!("channel {channel}: pong failed: {error}");
+                    }
+                }),
+        );
+    }
+}
+
+/// `(answered, failed)` so far.
+#[derive(Clone, Copy, Debug, Message)]
+#[rtype(result = "(u64, u64)")]
+pub struct GetAnswered;
+
+impl Handler<GetAnswered> for PingBot {
+    type Result = actix::MessageResult<GetAnswered>;
+
+    /// Answers the counts.
+    fn handle(&mut self, _: GetAnswered, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult((self.answered, self.failed))
+    }
+}
