@@ -23,3 +23,8 @@ pub mod cache;
 pub mod ping;
 pub mod setup;
 pub mod slash;
+
+/// The guide's code blocks, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ecosystem.md")]
+mod guide {}
