@@ -79,6 +79,7 @@ pub struct MockConfig {
     pub(crate) max_outbox: usize,
     pub(crate) max_recorded_payloads: usize,
     pub(crate) max_frame_payload: usize,
+    pub(crate) session_resume_urls: bool,
 }
 
 impl Default for MockConfig {
@@ -126,6 +127,7 @@ impl MockConfig {
             max_outbox: 100_000,
             max_recorded_payloads: 10_000,
             max_frame_payload: usize::MAX,
+            session_resume_urls: false,
         }
     }
 
@@ -258,6 +260,17 @@ impl MockConfig {
     /// three (GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT).
     pub fn granted_intents(mut self, intents: Intents) -> Self {
         self.granted_intents = intents & PRIVILEGED_INTENTS;
+        self
+    }
+
+    /// Whether READY's `resume_gateway_url` names the session:
+    /// `ws://127.0.0.1:PORT/resume/<session id>` instead of the shared
+    /// `/resume/`. Default `false`. Discord hands out per-session resume
+    /// hosts; here it lets a test tell which session (and so which shard)
+    /// every connection attempt to a resume URL belongs to, refused ones
+    /// included (see `Observed::refused_upgrades`).
+    pub fn session_resume_urls(mut self, enabled: bool) -> Self {
+        self.session_resume_urls = enabled;
         self
     }
 

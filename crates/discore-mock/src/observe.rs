@@ -124,7 +124,8 @@ pub enum ConnectionEnd {
 pub struct ConnectionRecord {
     /// The connection id.
     pub id: ConnectionId,
-    /// The URL path used, `/` or `/resume/`.
+    /// The URL path used: `/`, `/resume/`, or `/resume/<session id>` (see
+    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)).
     pub path: String,
     /// Whether the path was READY's `resume_gateway_url`.
     pub on_resume_url: bool,
@@ -162,10 +163,43 @@ impl ConnectionRecord {
         self.end.is_none()
     }
 
+    /// The session the resume URL of this connection names, with
+    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls).
+    pub fn resume_url_session(&self) -> Option<&str> {
+        resume_path_session(&self.path)
+    }
+
     /// The opcodes received, in order.
     pub fn received_ops(&self) -> Vec<Option<u8>> {
         self.received.iter().map(|p| p.op).collect()
     }
+}
+
+/// A WebSocket upgrade the emulator answered with 503 (an outage, or the
+/// server stopping): a connection attempt that never became a connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedUpgrade {
+    /// The URL path asked for: `/`, `/resume/`, or with
+    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)
+    /// `/resume/<session id>`.
+    pub path: String,
+    /// Whether the path was a resume URL.
+    pub on_resume_url: bool,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
+impl RefusedUpgrade {
+    /// The session the resume URL names, with
+    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls).
+    pub fn session_id(&self) -> Option<&str> {
+        resume_path_session(&self.path)
+    }
+}
+
+/// The session id in a `/resume/<session id>` path.
+pub(crate) fn resume_path_session(path: &str) -> Option<&str> {
+    path.strip_prefix("/resume/").filter(|id| !id.is_empty())
 }
 
 /// What became of an Identify.
@@ -304,6 +338,9 @@ pub struct RestRecord {
 pub struct Observed {
     /// Every connection, in the order they opened.
     pub connections: Vec<ConnectionRecord>,
+    /// Upgrades refused during an outage, in order (the last
+    /// [`MAX_RECORDS`]).
+    pub refused_upgrades: Vec<RefusedUpgrade>,
     /// Every Identify, in order.
     pub identifies: Vec<IdentifyRecord>,
     /// Every Resume, in order.

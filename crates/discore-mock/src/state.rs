@@ -518,6 +518,13 @@ impl State {
             alive: true,
         });
         self.attach(connection, &session_id, shard);
+        let session_resume_url;
+        let resume_url = if self.config.session_resume_urls {
+            session_resume_url = format!("{resume_url}{session_id}");
+            &session_resume_url
+        } else {
+            resume_url
+        };
         let ready = payloads::ready(
             &self.world,
             version,
