@@ -71,6 +71,10 @@ impl Command {
                 commands::encode(OpCode::RequestChannelInfo, r),
             ),
             Self::Raw(json) => {
+                // The envelope peek may leave `d` unread; what goes to the
+                // gateway must be JSON throughout (or it closes with 4002).
+                serde_json::from_str::<serde::de::IgnoredAny>(json)
+                    .map_err(|e| CommandError::InvalidRaw(e.to_string()))?;
                 let op = Envelope::peek(json)
                     .map_err(|e| CommandError::InvalidRaw(e.to_string()))?
                     .op;
@@ -102,6 +106,18 @@ impl Command {
 pub struct EncodedCommand {
     pub(crate) frame: String,
     pub(crate) is_presence: bool,
+}
+
+impl EncodedCommand {
+    /// The JSON text that goes on the socket.
+    pub fn frame(&self) -> &str {
+        &self.frame
+    }
+
+    /// Whether it is a presence update (which has its own rate limit).
+    pub const fn is_presence(&self) -> bool {
+        self.is_presence
+    }
 }
 
 /// Sends a command through a shard. Answers once the command is queued: it
@@ -235,6 +251,10 @@ mod tests {
             r#"{"op":1,"d":null}"#,
             r#"{"op":0,"d":{}}"#,
             "nope",
+            // Found by the commands fuzz target: a control character in a
+            // key of `d`, which a peek that skips `d` does not see.
+            "{\"op\":43,\"d\":{\"guild_\u{3}id\":\"1\"}}",
+            r#"{"op":3,"d":{"since":}}"#,
         ] {
             assert!(
                 matches!(

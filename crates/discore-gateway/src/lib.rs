@@ -48,7 +48,7 @@ pub mod ratelimit;
 mod shard;
 mod transport;
 
-pub use command::{Command, CommandError, RequestGuildMembers, SendCommand};
+pub use command::{Command, CommandError, EncodedCommand, RequestGuildMembers, SendCommand};
 pub use config::{DISCORD_GATEWAY_URL, ShardConfig};
 pub use discore_protocol::{Intents, Session, ShardFailureReason, ShardId, Token};
 pub use error::ShardStartError;

@@ -58,8 +58,9 @@ pub use discore_protocol::Intents;
 pub use error::{MockError, WaitTimeout};
 pub use observe::{
     Compression, ConnectionEnd, ConnectionId, ConnectionRecord, HeartbeatRecord, IdentifyOutcome,
-    IdentifyRecord, InteractionCallbackRecord, MAX_RECORDS, Observed, ReceivedPayload, RefusedUpgrade,
-    RestRecord, ResumeOutcome, ResumeRecord, SessionRecord, Violation, ViolationKind,
+    IdentifyRecord, InteractionCallbackRecord, MAX_RECORDS, Observed, ReceivedPayload,
+    RefusedUpgrade, RestRecord, ResumeOutcome, ResumeRecord, SessionRecord, Violation,
+    ViolationKind,
 };
 pub use server::{CreatedInteraction, FloodHandle, FloodReport, MockServer};
 pub use state::Delivery;
