@@ -242,3 +242,41 @@ async fn request_commands_get_their_answers() {
     assert_eq!(chunk.and_then(|c| c.nonce), Some("who".to_owned()));
     assert_no_violations(&mock);
 }
+
+/// A presence that fits a presence update but would make the next Identify
+/// longer than 4096 bytes is refused, and a shard configured with such a
+/// presence does not start: otherwise no new session could ever begin (the
+/// gateway closes an oversized Identify with 4002). Found by the commands
+/// fuzz target.
+#[actix_rt::test]
+async fn a_presence_too_large_for_identify_is_refused() {
+    let (mock, _recorded, addr) = ready_shard().await;
+    let large = presence(&"p".repeat(3950));
+    assert!(
+        Command::UpdatePresence(large.clone()).encode().is_ok(),
+        "the update alone fits"
+    );
+    let refused = addr
+        .send(SendCommand(Command::UpdatePresence(large.clone())))
+        .await
+        .expect("delivered");
+    assert!(
+        matches!(refused, Err(CommandError::TooLarge { size }) if size > 4096),
+        "{refused:?}"
+    );
+    addr.send(SendCommand(Command::UpdatePresence(presence("fits"))))
+        .await
+        .expect("delivered")
+        .expect("a presence that fits is queued");
+
+    let config = shard_config(&mock).presence(large);
+    let error = discore::gateway::Shard::new(token(), discore::gateway::ShardId::new(0, 1), config)
+        .start()
+        .await
+        .expect_err("the Identify would be refused");
+    assert!(
+        matches!(error, discore::gateway::ShardStartError::IdentifyTooLarge { size } if size > 4096),
+        "{error:?}"
+    );
+    assert_no_violations(&mock);
+}

@@ -18,6 +18,13 @@ pub enum ShardStartError {
     },
     /// The shard was stopped before its first READY.
     Stopped,
+    /// The Identify this configuration makes (its presence and client
+    /// properties) is over the gateway's 4096-byte limit; the gateway would
+    /// close every connection with 4002.
+    IdentifyTooLarge {
+        /// The encoded size in bytes.
+        size: usize,
+    },
 }
 
 impl ShardStartError {
@@ -39,6 +46,10 @@ impl fmt::Display for ShardStartError {
                 write!(f, "the gateway could not be reached in {attempts} attempts")
             }
             Self::Stopped => f.write_str("the shard was stopped before it was ready"),
+            Self::IdentifyTooLarge { size } => write!(
+                f,
+                "the identify payload is {size} bytes, over the gateway's 4096-byte limit"
+            ),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Payloads a client sends (protocol digest §6, §7, §13), encoded as the
 //! `{"op": N, "d": ...}` JSON text the gateway expects.
 
-use crate::{OpCode, Token};
+use crate::{OpCode, Token, limits::MAX_CLIENT_PAYLOAD_BYTES};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use twilight_model::{
     gateway::{Intents, ShardId, payload::outgoing::update_presence::UpdatePresencePayload},
     id::{Id, marker::GuildMarker},
@@ -26,6 +27,51 @@ pub fn encode<T: Serialize>(op: OpCode, data: &T) -> Result<String, serde_json::
         op: op.code(),
         d: data,
     })
+}
+
+/// Why a frame the shard itself sends (Identify, Resume) was not encoded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The frame is over the gateway's 4096-byte limit: sent, it would be
+    /// answered with close code 4002. A long presence or long client
+    /// properties in Identify, or an oversized session id in Resume.
+    TooLarge {
+        /// The encoded size in bytes.
+        size: usize,
+    },
+    /// A value failed to serialize.
+    Json(serde_json::Error),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { size } => write!(
+                f,
+                "payload is {size} bytes, over the gateway's {MAX_CLIENT_PAYLOAD_BYTES}-byte limit"
+            ),
+            Self::Json(error) => write!(f, "payload failed to serialize: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::TooLarge { .. } => None,
+            Self::Json(error) => Some(error),
+        }
+    }
+}
+
+/// Encodes a frame the shard sends itself, refusing one over the limit.
+fn encode_checked<T: Serialize>(op: OpCode, data: &T) -> Result<String, EncodeError> {
+    let frame = encode(op, data).map_err(EncodeError::Json)?;
+    if frame.len() > MAX_CLIENT_PAYLOAD_BYTES {
+        return Err(EncodeError::TooLarge { size: frame.len() });
+    }
+    Ok(frame)
 }
 
 /// The heartbeat frame carrying the last dispatch sequence, or `null`.
@@ -71,9 +117,11 @@ impl Identify<'_> {
     ///
     /// # Errors
     ///
-    /// Only if the presence fails to serialize.
-    pub fn encode(&self) -> Result<String, serde_json::Error> {
-        encode(
+    /// [`EncodeError::TooLarge`] when the frame is over 4096 bytes (a long
+    /// presence or long properties), [`EncodeError::Json`] if the presence
+    /// fails to serialize.
+    pub fn encode(&self) -> Result<String, EncodeError> {
+        encode_checked(
             OpCode::Identify,
             &IdentifyData {
                 token: self.token.expose(),
@@ -99,9 +147,10 @@ struct ResumeData<'a> {
 ///
 /// # Errors
 ///
-/// Never in practice: every field is a string or an integer.
-pub fn resume(token: &Token, session_id: &str, sequence: u64) -> Result<String, serde_json::Error> {
-    encode(
+/// [`EncodeError::TooLarge`] when the session id (which comes from the
+/// gateway's READY) makes the frame longer than 4096 bytes.
+pub fn resume(token: &Token, session_id: &str, sequence: u64) -> Result<String, EncodeError> {
+    encode_checked(
         OpCode::Resume,
         &ResumeData {
             token: token.expose(),
@@ -187,6 +236,35 @@ mod tests {
             Envelope::peek(&frame).expect("envelope").op,
             OpCode::Identify
         );
+    }
+
+    /// Found by the commands fuzz target: long values made an Identify or
+    /// a Resume the gateway would close with 4002.
+    #[test]
+    fn identify_and_resume_over_the_limit_are_refused() {
+        let properties = IdentifyProperties::new("discore", "discore", "o".repeat(4000));
+        let identify = Identify {
+            token: &token(),
+            shard: ShardId::new(0, 1),
+            intents: Intents::GUILDS,
+            large_threshold: 50,
+            properties: &properties,
+            presence: None,
+        };
+        assert!(matches!(
+            identify.encode(),
+            Err(EncodeError::TooLarge { size }) if size > MAX_CLIENT_PAYLOAD_BYTES
+        ));
+        let fits = IdentifyProperties::new("discore", "discore", "o".repeat(3800));
+        let frame = Identify {
+            properties: &fits,
+            ..identify
+        }
+        .encode()
+        .expect("just under the limit");
+        assert!(frame.len() <= MAX_CLIENT_PAYLOAD_BYTES);
+        let error = resume(&token(), &"s".repeat(5000), 1).expect_err("too large");
+        assert!(error.to_string().contains("4096"), "{error}");
     }
 
     #[test]

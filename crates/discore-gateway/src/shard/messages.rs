@@ -7,7 +7,7 @@ use crate::{
     machine::{Latency, ShardState, StopMode},
 };
 use actix::{ActorContext as _, Context, Handler, Message, Recipient};
-use discore_protocol::{Session, ShardId};
+use discore_protocol::{Session, ShardId, commands::EncodeError};
 use std::collections::BTreeMap;
 
 /// Delivers the dispatches `filter` selects to `recipient`; for a recipient
@@ -110,7 +110,11 @@ impl Handler<SendCommand> for Shard {
             return Err(CommandError::QueueFull { capacity });
         }
         if let Command::UpdatePresence(presence) = command {
-            // A new session identifies with the presence set last.
+            // A new session identifies with the presence set last, so it
+            // must fit in an Identify too, or no new session could start.
+            if let Err(EncodeError::TooLarge { size }) = self.identify(Some(&presence)) {
+                return Err(CommandError::TooLarge { size });
+            }
             self.presence = Some(presence);
         }
         self.commands.push_back(encoded);

@@ -23,7 +23,10 @@ use crate::{
     transport::{self, Connection},
 };
 use actix::{Actor, Addr, Context, Recipient, SpawnHandle};
-use discore_protocol::{ShardId, Token};
+use discore_protocol::{
+    ShardId, Token,
+    commands::{self, EncodeError},
+};
 use std::{collections::VecDeque, fmt, sync::Arc, time::Instant};
 use tokio::sync::oneshot;
 use twilight_model::gateway::payload::outgoing::update_presence::UpdatePresencePayload;
@@ -224,6 +227,9 @@ impl Shard {
             self.config.compression,
         )
         .map_err(ShardStartError::InvalidGatewayUrl)?;
+        if let Err(EncodeError::TooLarge { size }) = self.identify(self.presence.as_ref()) {
+            return Err(ShardStartError::IdentifyTooLarge { size });
+        }
         let (sender, receiver) = oneshot::channel();
         self.start_waiter = Some(sender);
         let addr = Actor::start(self);
@@ -232,6 +238,19 @@ impl Shard {
             Ok(Err(error)) => Err(error),
             Err(_) => Err(ShardStartError::Stopped),
         }
+    }
+
+    /// The Identify this shard sends, with `presence`.
+    fn identify(&self, presence: Option<&UpdatePresencePayload>) -> Result<String, EncodeError> {
+        commands::Identify {
+            token: &self.token,
+            shard: self.id,
+            intents: self.config.intents,
+            large_threshold: self.config.large_threshold,
+            properties: &self.config.properties,
+            presence,
+        }
+        .encode()
     }
 
     fn notify(&mut self, event: Lifecycle, ctx: &mut Context<Self>) {
