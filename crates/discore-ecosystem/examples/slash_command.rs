@@ -16,7 +16,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use discore_ecosystem::{
     setup::Environment,
-    slash::{GetAnswered, SlashBot, register},
+    slash::{GetAnswers, SlashBot, register},
 };
 use discore_gateway::Intents;
 use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
@@ -46,13 +46,13 @@ async fn main() -> anyhow::Result<()> {
                 "echo",
                 &json!([{"name": "text", "type": 3, "value": "hello"}]),
             )?;
-            let mut answered = (0, 0);
+            let mut answers = bot.send(GetAnswers).await?;
             for _ in 0..1000 {
-                answered = bot.send(GetAnswered).await?;
-                if answered.0 + answered.1 == 2 {
+                if answers.started == 2 && answers.settled() {
                     break;
                 }
                 actix_rt::time::sleep(Duration::from_millis(10)).await;
+                answers = bot.send(GetAnswers).await?;
             }
             for callback in mock.observed().interaction_callbacks {
                 log::info!(
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
                     callback.body
                 );
             }
-            anyhow::ensure!(answered == (2, 0), "not every command was answered");
+            anyhow::ensure!(answers.answered == 2, "not every command was answered");
         }
         None => {
             let application = http.current_user_application().await?.model().await?.id;

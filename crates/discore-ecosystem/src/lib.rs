@@ -24,6 +24,25 @@ pub mod ping;
 pub mod setup;
 pub mod slash;
 
+/// What a bot that answers over REST has done: answers it started (decided
+/// when the event was handled), and how those requests ended.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Answers {
+    /// Requests started.
+    pub started: u64,
+    /// Requests that succeeded.
+    pub answered: u64,
+    /// Requests that failed.
+    pub failed: u64,
+}
+
+impl Answers {
+    /// Whether every started request has ended.
+    pub fn settled(&self) -> bool {
+        self.answered + self.failed == self.started
+    }
+}
+
 /// The guide's code blocks, compiled as doc tests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/ecosystem.md")]

@@ -5,6 +5,7 @@
 //! emulator or at Discord, the code is the same: only the REST base URL
 //! and the token differ ([`Environment`](crate::setup::Environment)).
 
+use crate::Answers;
 use actix::{
     Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, WrapFuture as _,
 };
@@ -18,8 +19,7 @@ pub const PING: &str = "!ping";
 #[derive(Debug)]
 pub struct PingBot {
     http: Arc<twilight_http::Client>,
-    answered: u64,
-    failed: u64,
+    answers: Answers,
 }
 
 impl PingBot {
@@ -27,8 +27,7 @@ impl PingBot {
     pub fn new(http: Arc<twilight_http::Client>) -> Self {
         Self {
             http,
-            answered: 0,
-            failed: 0,
+            answers: Answers::default(),
         }
     }
 
@@ -62,13 +61,14 @@ impl Handler<GatewayEvent> for PingBot {
                 .await
                 .map(drop)
         };
+        self.answers.started += 1;
         ctx.spawn(
             answer
                 .into_actor(self)
                 .map(move |result, bot: &mut Self, _| match result {
-                    Ok(()) => bot.answered += 1,
+                    Ok(()) => bot.answers.answered += 1,
                     Err(error) => {
-                        bot.failed += 1;
+                        bot.answers.failed += 1;
                         log::warn!("channel {channel}: pong failed: {error}");
                     }
                 }),
@@ -76,16 +76,16 @@ impl Handler<GatewayEvent> for PingBot {
     }
 }
 
-/// `(answered, failed)` so far.
+/// What the bot has answered so far.
 #[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "(u64, u64)")]
-pub struct GetAnswered;
+#[rtype(result = "Answers")]
+pub struct GetAnswers;
 
-impl Handler<GetAnswered> for PingBot {
-    type Result = actix::MessageResult<GetAnswered>;
+impl Handler<GetAnswers> for PingBot {
+    type Result = actix::MessageResult<GetAnswers>;
 
     /// Answers the counts.
-    fn handle(&mut self, _: GetAnswered, _: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult((self.answered, self.failed))
+    fn handle(&mut self, _: GetAnswers, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.answers)
     }
 }

@@ -1,6 +1,7 @@
 //! Slash commands: INTERACTION_CREATE over the gateway, the answer over
 //! REST with twilight-http's interaction client.
 
+use crate::Answers;
 use actix::{
     Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, WrapFuture as _,
 };
@@ -80,8 +81,7 @@ pub async fn register(
 #[derive(Debug)]
 pub struct SlashBot {
     http: Arc<twilight_http::Client>,
-    answered: u64,
-    failed: u64,
+    answers: Answers,
 }
 
 impl SlashBot {
@@ -89,8 +89,7 @@ impl SlashBot {
     pub fn new(http: Arc<twilight_http::Client>) -> Self {
         Self {
             http,
-            answered: 0,
-            failed: 0,
+            answers: Answers::default(),
         }
     }
 
@@ -138,13 +137,14 @@ impl Handler<GatewayEvent> for SlashBot {
                 .await
                 .map(drop)
         };
+        self.answers.started += 1;
         ctx.spawn(
             respond
                 .into_actor(self)
                 .map(move |result, bot: &mut Self, _| match result {
-                    Ok(()) => bot.answered += 1,
+                    Ok(()) => bot.answers.answered += 1,
                     Err(error) => {
-                        bot.failed += 1;
+                        bot.answers.failed += 1;
                         log::warn!("interaction {id}: response failed: {error}");
                     }
                 }),
@@ -152,16 +152,16 @@ impl Handler<GatewayEvent> for SlashBot {
     }
 }
 
-/// `(answered, failed)` so far.
+/// What the bot has answered so far.
 #[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "(u64, u64)")]
-pub struct GetAnswered;
+#[rtype(result = "Answers")]
+pub struct GetAnswers;
 
-impl Handler<GetAnswered> for SlashBot {
-    type Result = actix::MessageResult<GetAnswered>;
+impl Handler<GetAnswers> for SlashBot {
+    type Result = actix::MessageResult<GetAnswers>;
 
     /// Answers the counts.
-    fn handle(&mut self, _: GetAnswered, _: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult((self.answered, self.failed))
+    fn handle(&mut self, _: GetAnswers, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.answers)
     }
 }

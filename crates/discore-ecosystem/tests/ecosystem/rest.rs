@@ -5,7 +5,8 @@
 use crate::common::{Recorder, ask, eventually};
 use actix::Actor as _;
 use discore_ecosystem::{
-    ping::{GetAnswered, PING, PingBot},
+    Answers,
+    ping::{GetAnswers, PING, PingBot},
     setup::Environment,
 };
 use discore_gateway::{DispatchEvent, EventFilter, EventType, Intents};
@@ -78,9 +79,25 @@ async fn ping_is_answered_through_twilight_http() {
             .ok_or(format!("pongs in {pongs:?}"))
     })
     .await;
-    // Its own pongs went to the bot before this question: it answered
-    // exactly the two pings.
-    assert_eq!(ask(&bot, GetAnswered).await, (2, 0));
+    // Its own pongs went to the bot before this question: it started
+    // exactly two answers (none to itself), and both requests succeed.
+    assert_eq!(ask(&bot, GetAnswers).await.started, 2);
+    eventually("both requests end", || async {
+        let answers = ask(&bot, GetAnswers).await;
+        answers
+            .settled()
+            .then_some(answers)
+            .ok_or(format!("{answers:?}"))
+    })
+    .await;
+    assert_eq!(
+        ask(&bot, GetAnswers).await,
+        Answers {
+            started: 2,
+            answered: 2,
+            failed: 0
+        }
+    );
 
     let seen = mock.observed();
     for channel in &pinged {

@@ -134,19 +134,22 @@ async fn songbird_joins_and_leaves_through_the_guilds_shard() {
 
     // The voice events the fleet delivered came from shard 1: state,
     // server, state.
-    let names: Vec<(u32, String)> = recorder
-        .seen()
-        .iter()
-        .map(|(shard, _, event)| (*shard, event.name().to_owned()))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            (1, "VOICE_STATE_UPDATE".to_owned()),
-            (1, "VOICE_SERVER_UPDATE".to_owned()),
-            (1, "VOICE_STATE_UPDATE".to_owned()),
-        ]
-    );
+    let expected = [
+        (1, "VOICE_STATE_UPDATE".to_owned()),
+        (1, "VOICE_SERVER_UPDATE".to_owned()),
+        (1, "VOICE_STATE_UPDATE".to_owned()),
+    ];
+    eventually("the recorder has the three events", || async {
+        let names: Vec<(u32, String)> = recorder
+            .seen()
+            .iter()
+            .map(|(shard, _, event)| (*shard, event.name().to_owned()))
+            .collect();
+        (names == expected)
+            .then_some(())
+            .ok_or(format!("{names:?}"))
+    })
+    .await;
 
     // Joined again, then disconnected by someone else (a moderator): the
     // VOICE_STATE_UPDATE without a channel ends the call.
