@@ -160,15 +160,30 @@ impl Inflater {
 }
 
 /// Makes room in `output` for more inflated bytes, refusing to pass `max`.
+///
+/// The buffer never grows past `max + 1` bytes: a message of exactly `max`
+/// bytes then still leaves the decoder room to show it is complete, and one
+/// that fills the extra byte is over the maximum. The growth is exact
+/// (`reserve_exact`): amortized growth could double the buffer past `max`
+/// and let a larger message through.
 fn grow(output: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
-    if output.len() >= max {
+    if output.len() > max {
         return Err(InflateError::TooLarge { max });
     }
+    let limit = max.saturating_add(1);
     let wanted = output
         .capacity()
         .max(INITIAL_OUTPUT)
-        .min(max - output.len());
-    output.reserve(wanted.max(1));
+        .min(limit - output.len());
+    output.reserve_exact(wanted.max(1));
+    Ok(())
+}
+
+/// The inflated message, unless it is over the maximum.
+fn within(output: &[u8], max: usize) -> Result<(), InflateError> {
+    if output.len() > max {
+        return Err(InflateError::TooLarge { max });
+    }
     Ok(())
 }
 
@@ -191,8 +206,10 @@ fn inflate_zlib(
         input = &input[consumed.min(input.len())..];
         let room_left = output.len() < output.capacity();
         match status {
-            Status::StreamEnd => return Ok(()),
-            Status::Ok | Status::BufError if input.is_empty() && room_left => return Ok(()),
+            Status::StreamEnd => return within(output, max),
+            Status::Ok | Status::BufError if input.is_empty() && room_left => {
+                return within(output, max);
+            }
             Status::BufError if consumed == 0 && room_left => {
                 return Err(InflateError::Corrupt("truncated zlib input".to_owned()));
             }
@@ -222,7 +239,7 @@ fn inflate_zstd(
         // The frame never ends on zstd-stream: the message is complete when
         // all input is consumed and the decoder had room left to flush.
         if input.pos() == message.len() && written < output.capacity() {
-            return Ok(());
+            return within(output, max);
         }
     }
 }
@@ -322,6 +339,33 @@ mod tests {
                 inflater.push(&frames[0]),
                 Err(InflateError::TooLarge { max: 1_048_576 })
             ));
+        }
+    }
+
+    /// Found by the zlib_stream fuzz target: a message of exactly the
+    /// maximum was refused. And a maximum that is not a power of two must
+    /// not let a larger message through a buffer grown past it.
+    #[test]
+    fn the_maximum_is_exact() {
+        for max in [256, 4096, 100_000, 1 << 20] {
+            for (len, fits) in [(max, true), (max + 1, false), (max + max / 10, false)] {
+                let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 23) as u8).collect();
+                for (kind, frames) in [
+                    (Compression::ZlibStream, zlib_messages(&[&payload])),
+                    (Compression::ZstdStream, zstd_messages(&[&payload])),
+                ] {
+                    let mut inflater = Inflater::new(kind, max).expect("inflater");
+                    let result = inflater.push(&frames[0]).map(|o| o.map(<[u8]>::len));
+                    if fits {
+                        assert_eq!(result.ok(), Some(Some(len)), "{kind:?} {len} of {max}");
+                    } else {
+                        assert!(
+                            matches!(result, Err(InflateError::TooLarge { .. })),
+                            "{kind:?} {len} of {max}: {result:?}"
+                        );
+                    }
+                }
+            }
         }
     }
 
