@@ -166,6 +166,12 @@ impl MockServer {
         format!("http://127.0.0.1:{}/api/v10", self.shared.port())
     }
 
+    /// Time since the server started: the clock of every `at` in
+    /// [`Observed`].
+    pub fn elapsed(&self) -> Duration {
+        self.shared.elapsed()
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &MockConfig {
         &self.shared.config
