@@ -18,7 +18,9 @@ impl SlidingWindow {
         Self {
             limit,
             window,
-            sent: VecDeque::with_capacity(limit as usize),
+            // Grown on demand: an idle shard records a heartbeat or two per
+            // window, not `limit` sends.
+            sent: VecDeque::new(),
         }
     }
 

@@ -1,11 +1,16 @@
 //! The WebSocket under a shard: URL building, connecting with awc over
-//! rustls, and a writer task per connection so that writes never block the
-//! actor and a close frame is flushed even after the actor moved on.
+//! rustls, a frame reader that holds no buffer while the connection is idle
+//! (`reader.rs`), and a writer task per connection so that writes never
+//! block the actor and a close frame is flushed even after the actor moved
+//! on (`writer.rs`).
+
+mod reader;
+mod writer;
 
 use crate::inflate::Compression;
 use actix_http::ws::{CloseCode as WsCloseCode, CloseReason, Frame, Message, ProtocolError};
 use awc::http::Uri;
-use futures_util::{SinkExt as _, Stream, StreamExt as _};
+use futures_util::Stream;
 use std::{
     sync::{Arc, OnceLock},
     time::Duration,
@@ -126,19 +131,15 @@ pub(crate) async fn connect(
         .await
         .map_err(|_| ConnectError(format!("no connection within {timeout:?}")))?
         .map_err(|e| ConnectError(e.to_string()))?;
-    let (mut sink, stream) = framed.split();
-    let (writer, mut outbox) = mpsc::unbounded_channel::<Message>();
-    actix_rt::spawn(async move {
-        while let Some(message) = outbox.recv().await {
-            let closing = matches!(message, Message::Close(_));
-            let sent = actix_rt::time::timeout(timeout, sink.send(message)).await;
-            if closing || !matches!(sent, Ok(Ok(()))) {
-                break;
-            }
-        }
-        let _ = actix_rt::time::timeout(timeout, sink.close()).await;
-    });
-    Ok((Connection { writer }, Box::new(stream)))
+    // Take the socket out of awc's `Framed`, whose two 8 KiB buffers would
+    // stay allocated for the connection's life (see `reader.rs`).
+    let parts = framed.into_parts();
+    let codec = parts.codec;
+    let (read, write) = tokio::io::split(parts.io);
+    let (sender, outbox) = mpsc::unbounded_channel::<Message>();
+    actix_rt::spawn(writer::run(write, codec.clone(), outbox, timeout));
+    let frames = reader::FrameReader::new(read, codec, parts.read_buf);
+    Ok((Connection { writer: sender }, Box::new(frames)))
 }
 
 #[cfg(test)]
