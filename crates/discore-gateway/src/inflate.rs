@@ -3,7 +3,7 @@
 //! a decompression bomb is an error and never unbounded memory.
 
 use flate2::{Decompress, FlushDecompress, Status};
-use std::fmt;
+use std::{cell::Cell, fmt};
 use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
 /// Transport compression of a connection.
@@ -34,6 +34,17 @@ const ZLIB_SUFFIX: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// The first output buffer; it grows on demand up to the inbound maximum.
 const INITIAL_OUTPUT: usize = 32 * 1024;
+
+/// Output buffers up to this capacity go back to the thread's spare slot;
+/// a larger one (a huge GUILD_CREATE) is freed instead.
+const SPARE_OUTPUT_MAX: usize = 1024 * 1024;
+
+thread_local! {
+    /// One output buffer per thread, shared by the connections inflating on
+    /// it (an arbiter runs many shards on one thread, one message at a
+    /// time), so an idle connection holds no output buffer.
+    static SPARE_OUTPUT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Why a compressed frame could not be read. The connection cannot continue:
 /// its decompression context is no longer in step with the server's.
@@ -122,6 +133,9 @@ impl Inflater {
     ///
     /// [`InflateError`] for a corrupt stream or a payload over the maximum.
     pub fn push<'a>(&'a mut self, message: &'a [u8]) -> Result<Option<&'a [u8]>, InflateError> {
+        if self.output.capacity() == 0 && self.is_compressed() {
+            self.output = SPARE_OUTPUT.take();
+        }
         match &mut self.kind {
             Kind::None => Ok(Some(message)),
             Kind::Zlib(decompress) => {
@@ -156,6 +170,25 @@ impl Inflater {
                 Ok(Some(&self.output[..]))
             }
         }
+    }
+}
+
+impl Inflater {
+    /// Hands the output buffer to the thread's spare slot once the payload
+    /// [`push`](Self::push) returned has been consumed; the next `push` on
+    /// this thread, for any connection, takes it back. Optional: without
+    /// it, each connection keeps its own buffer.
+    pub fn recycle(&mut self) {
+        let output = std::mem::take(&mut self.output);
+        if output.capacity() == 0 || output.capacity() > SPARE_OUTPUT_MAX {
+            return;
+        }
+        let spare = SPARE_OUTPUT.take();
+        SPARE_OUTPUT.set(if spare.capacity() >= output.capacity() {
+            spare
+        } else {
+            output
+        });
     }
 }
 
@@ -292,6 +325,38 @@ mod tests {
         for (frame, expected) in zlib_messages(&refs).iter().zip(&payloads) {
             assert_eq!(inflater.push(frame).expect("inflates"), Some(&expected[..]));
         }
+    }
+
+    /// Connections on one thread share the output buffer between messages
+    /// and each still inflates its own stream, within its own maximum.
+    #[test]
+    fn recycled_output_is_shared_between_connections_on_a_thread() {
+        let big = "b".repeat(50_000);
+        let small = "s".repeat(2_000);
+        let a_frames = zlib_messages(&[big.as_bytes(), small.as_bytes()]);
+        let b_frames = zstd_messages(&[small.as_bytes(), big.as_bytes()]);
+        let mut a = Inflater::new(Compression::ZlibStream, 1 << 20).expect("inflater");
+        let mut b = Inflater::new(Compression::ZstdStream, 10_000).expect("inflater");
+        assert_eq!(
+            a.push(&a_frames[0]).expect("inflates"),
+            Some(big.as_bytes())
+        );
+        a.recycle();
+        assert_eq!(
+            b.push(&b_frames[0]).expect("inflates"),
+            Some(small.as_bytes())
+        );
+        b.recycle();
+        assert_eq!(
+            a.push(&a_frames[1]).expect("inflates"),
+            Some(small.as_bytes())
+        );
+        a.recycle();
+        // b's maximum holds although the shared buffer is larger.
+        assert!(matches!(
+            b.push(&b_frames[1]),
+            Err(InflateError::TooLarge { max: 10_000 })
+        ));
     }
 
     #[test]

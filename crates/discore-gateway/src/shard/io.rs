@@ -404,6 +404,7 @@ impl Shard {
             Ok(None) => {}
             Err(error) => self.protocol_error(&error.to_string(), false, ctx),
         }
+        inflater.recycle();
         // Put the context back unless the connection changed meanwhile.
         if self.generation == generation {
             self.inflater = Some(inflater);
