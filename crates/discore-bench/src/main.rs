@@ -128,10 +128,11 @@ enum Cmd {
     Latency,
     /// One client and one flood of --events, nothing else: the shape to run
     /// under `valgrind --tool=callgrind` (the emulator is a child process,
-    /// which callgrind does not trace by default). `limit` captures the
-    /// stream first; profile it with `--toggle-collect='*limit::run_once*'`.
+    /// which callgrind does not trace by default). `limit` and
+    /// `limit-discore` capture the stream first; profile them with
+    /// `--toggle-collect='*limit::run_once*'`.
     Profile {
-        /// discore, twilight or limit.
+        /// discore, twilight, limit or limit-discore.
         #[arg(long, value_enum)]
         target: ProfileTarget,
         /// Transport compression.
@@ -149,9 +150,14 @@ enum Cmd {
 /// What `profile` runs.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
 enum ProfileTarget {
+    /// discore's shard and a subscriber actor.
     Discore,
+    /// twilight-gateway's shard.
     Twilight,
+    /// The tight loop with serde_json into twilight-model.
     Limit,
+    /// The tight loop with discore's envelope scan and one-pass parse.
+    LimitDiscore,
 }
 
 /// The sizes of every case.
@@ -297,6 +303,8 @@ async fn single_shard(
             "discore / limit",
             "twilight / limit",
             "discore / twilight",
+            "limit with discore's parser",
+            "discore / that limit",
             "discore, event not subscribed",
             "emulator ceiling",
         ],
@@ -315,6 +323,8 @@ async fn single_shard(
             "limit (tight loop)",
             "discore − limit",
             "twilight − limit",
+            "limit with discore's parser",
+            "discore − that limit",
             "discore, event not subscribed",
         ],
     );
@@ -322,7 +332,8 @@ async fn single_shard(
         progress(&format!("capturing the {} flood", codec.label()));
         let capture = capture::capture(&mut emulator, codec, settings.events, guilds).await?;
         progress(&format!("tight-loop limit, {}", codec.label()));
-        let limit = limit::best(&capture, settings.runs)?;
+        let limit = limit::best(&capture, settings.runs, limit::Parser::TwilightModel)?;
+        let own_limit = limit::best(&capture, settings.runs, limit::Parser::Discore)?;
         let mut discore = None;
         let mut unsubscribed = None;
         let mut twilight = None;
@@ -366,6 +377,8 @@ async fn single_shard(
                 ratio(discore, Some(limit)),
                 ratio(twilight, Some(limit)),
                 ratio(discore, twilight),
+                thousands(own_limit.rate),
+                ratio(discore, Some(own_limit)),
                 rate(unsubscribed),
                 thousands(capture.receive_rate),
             ]);
@@ -375,7 +388,7 @@ async fn single_shard(
                     |v| format!("{:.1}", v.cpu_per_event.as_secs_f64() * 1e6),
                 )
             };
-            let over = |v: Option<Throughput>| {
+            let over = |v: Option<Throughput>, limit: Throughput| {
                 v.map_or_else(
                     || "n/a".to_owned(),
                     |v| {
@@ -392,15 +405,17 @@ async fn single_shard(
                 us(discore),
                 us(twilight),
                 us(Some(limit)),
-                over(discore),
-                over(twilight),
+                over(discore, limit),
+                over(twilight, limit),
+                us(Some(own_limit)),
+                over(discore, own_limit),
                 us(unsubscribed),
             ]);
         }
         captures.push(capture);
     }
     table.note(format!(
-        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets (issue 7): discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
+        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets (issue 7): discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"limit\": serde_json into twilight-model in one pass (the issue's reference); \"limit with discore's parser\": discore's envelope scan and one-pass parse in the same tight loop. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
         settings.events,
         settings.runs,
         captures
@@ -434,7 +449,12 @@ async fn profile(target: ProfileTarget, codec: Codec, events: u64) -> anyhow::Re
         ProfileTarget::Limit => {
             let guilds = usize::try_from(EmulatorArgs::default().guilds)?;
             let capture = capture::capture(&mut emulator, codec, events, guilds).await?;
-            limit::run_once(&capture)?;
+            limit::run_once(&capture, limit::Parser::TwilightModel)?;
+        }
+        ProfileTarget::LimitDiscore => {
+            let guilds = usize::try_from(EmulatorArgs::default().guilds)?;
+            let capture = capture::capture(&mut emulator, codec, events, guilds).await?;
+            limit::run_once(&capture, limit::Parser::Discore)?;
         }
     }
     emulator.stop().await;

@@ -15,7 +15,6 @@ use serde::de::{DeserializeSeed as _, IgnoredAny};
 use serde_json::value::RawValue;
 use std::{
     hint::black_box,
-    sync::Arc,
     time::{Duration, Instant},
 };
 use twilight_model::{
@@ -75,16 +74,6 @@ fn miniz_pass(capture: &Capture) -> anyhow::Result<usize> {
         bytes += decoder.decode(frame)?.len();
     }
     Ok(bytes)
-}
-
-/// discore's parse: the envelope peek, the event type, the typed parse of
-/// `d` from the borrowed slice, and the `Arc` subscribers share.
-fn discore_parse(json: &str) -> anyhow::Result<usize> {
-    let envelope = Envelope::peek(json)?;
-    let name = envelope.event_name.as_deref().unwrap_or_default();
-    let kind = EventType::try_from(name).ok();
-    let dispatch = Arc::new(Dispatch::from_data(name, kind, envelope.data)?);
-    Ok(dispatch.typed().map_or(0, |_| 1))
 }
 
 /// The limit's parse through simd-json: the envelope from `json`, the
@@ -205,9 +194,9 @@ pub fn run(captures: &[Capture], runs: usize) -> anyhow::Result<Section> {
         "typed parse, discore's path",
         "peek + event type + Dispatch::from_data(d) + Arc::new",
         per_item(runs, n, || {
-            payloads
-                .iter()
-                .try_fold(0, |sum, p| Ok(sum + discore_parse(p)?))
+            payloads.iter().try_fold(0, |sum, p| {
+                Ok(sum + limit::parse_message_discore(p)?.unwrap_or(0))
+            })
         })?,
     );
     // The data alone, to split the typed parse from the envelope.
