@@ -71,10 +71,16 @@ impl Command {
                 commands::encode(OpCode::RequestChannelInfo, r),
             ),
             Self::Raw(json) => {
-                // The envelope peek may leave `d` unread; what goes to the
-                // gateway must be JSON throughout (or it closes with 4002).
+                // The envelope peek may leave `d` unread, and reads an array
+                // as a tuple of the fields; what goes to the gateway must be
+                // a JSON object throughout (or it closes with 4002).
                 serde_json::from_str::<serde::de::IgnoredAny>(json)
                     .map_err(|e| CommandError::InvalidRaw(e.to_string()))?;
+                if !json.trim_start().starts_with('{') {
+                    return Err(CommandError::InvalidRaw(
+                        "the payload is not a JSON object".to_owned(),
+                    ));
+                }
                 let op = Envelope::peek(json)
                     .map_err(|e| CommandError::InvalidRaw(e.to_string()))?
                     .op;
@@ -255,6 +261,9 @@ mod tests {
             // key of `d`, which a peek that skips `d` does not see.
             "{\"op\":43,\"d\":{\"guild_\u{3}id\":\"1\"}}",
             r#"{"op":3,"d":{"since":}}"#,
+            // Also found by it: an array reads as the envelope's fields.
+            "[4]",
+            r#"[3,{"since":null,"activities":[],"status":"online","afk":false}]"#,
         ] {
             assert!(
                 matches!(
