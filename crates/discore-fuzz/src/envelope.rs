@@ -67,11 +67,12 @@ pub fn envelope(data: &[u8]) {
 fn agrees_with_strict(fast: &Envelope<'_>, strict: Option<&Envelope<'_>>) {
     let data = fast.data.map(|data| data.raw());
     let Some(strict) = strict else {
-        // The scan reads `op`, `s`, `t` and locates `d`; it skips any other
-        // member without validating it, so a frame malformed only there
-        // (`{"t":"X","s":1,"op":0,"x":{"a":}}`, found by this target) is
-        // accepted, like the data of an event nobody wants. What it does
-        // read must still be right: data that reads is the data.
+        // The scan reads `op`, `s`, `t`, validates any other member (since
+        // `{"t":"X","s":1,"op":0,"x":{"a":}}`, found by this target) and
+        // only locates `d`, so a frame malformed only in `d` is accepted,
+        // like the data of an event nobody wants. What it does read must
+        // still be right: data that reads is the data, and data that does
+        // not is reported as malformed.
         if let Some(Err(error)) = data {
             assert!(error.is_malformed(), "{error}");
         }

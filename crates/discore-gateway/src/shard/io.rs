@@ -68,7 +68,14 @@ impl Shard {
                         self.send_control(frame);
                     }
                     Err(error) => {
-                        log::error!("shard {}: resume failed to encode: {error}", self.id)
+                        // A session the gateway cannot be asked to resume
+                        // (an id too long for the payload limit): start a
+                        // new one rather than wait on this connection.
+                        log::error!(
+                            "shard {}: resume failed to encode ({error}); starting a new session",
+                            self.id
+                        );
+                        self.machine.on_protocol_error(true);
                     }
                 },
                 Action::FlushCommands => self.flush_commands(ctx),

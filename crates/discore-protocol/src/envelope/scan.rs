@@ -9,10 +9,12 @@
 //!
 //! The scan is deliberately narrow. Whatever it does not expect (escapes in
 //! keys or in `t`, numbers that are not plain unsigned integers, duplicate
-//! keys, trailing bytes) makes it return `None`, and the strict serde
-//! parser decides, with its precise error.
+//! keys, trailing bytes, a member other than `op`, `s`, `t`, `d` whose value
+//! is not JSON) makes it return `None`, and the strict serde parser decides,
+//! with its precise error.
 
 use memchr::memchr2;
+use serde::de::IgnoredAny;
 use std::ops::Range;
 
 /// What the scan read.
@@ -86,7 +88,13 @@ pub(super) fn scan(json: &str) -> Option<Scanned<'_>> {
                 data = Some(not_null(json, span));
             }
             "op" | "s" | "t" | "d" => return None,
-            _ => cursor.skip_value()?,
+            _ => {
+                // Members Discord does not send are rare: validate them
+                // here, since nobody parses them later.
+                let start = cursor.pos;
+                cursor.skip_value()?;
+                serde_json::from_str::<IgnoredAny>(json.get(start..cursor.pos)?).ok()?;
+            }
         }
         cursor.skip_whitespace();
         match cursor.next()? {
@@ -296,6 +304,8 @@ mod tests {
             r#"{"s":18446744073709551616,"op":0}"#,
             r#"{"t":"X","s":1,"op":0,"d":}"#,
             r#"{"op":1,"d":{"a":"unterminated}}"#,
+            r#"{"t":"X","s":10,"op":0,"Ad":{"a":}}"#,
+            r#"{"op":1,"x":[1,}"#,
         ] {
             assert!(scan(json).is_none(), "{json}");
         }
