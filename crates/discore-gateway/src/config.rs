@@ -175,6 +175,16 @@ impl ShardConfig {
         self
     }
 
+    /// Failed connections to READY's resume URL in a row before the session
+    /// is given up and a new one identified on the gateway URL. Default 8:
+    /// with the default backoff, an outage of about one to two minutes is
+    /// still resumed (nothing replayed is lost, no identify is spent), and
+    /// a resume URL that stays unreachable does not hold the shard forever.
+    pub fn resume_url_attempts(mut self, attempts: u32) -> Self {
+        self.machine.resume_url_attempts = attempts.max(1);
+        self
+    }
+
     /// The random wait after an Invalid Session (op 9) before identifying
     /// again. Default 1–5 s.
     pub fn invalid_session_delay(mut self, delay: RangeInclusive<Duration>) -> Self {
@@ -221,5 +231,20 @@ impl ShardConfig {
         self.identify_queue
             .clone()
             .unwrap_or_else(|| Arc::new(InMemoryIdentifyQueue::new(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShardConfig;
+    use discore_protocol::Intents;
+
+    #[test]
+    fn resume_url_attempts_reach_the_machine() {
+        let config = ShardConfig::new(Intents::GUILDS);
+        assert_eq!(config.machine.resume_url_attempts, 8);
+        assert_eq!(config.resume_url_attempts(3).machine.resume_url_attempts, 3);
+        let at_least_one = ShardConfig::new(Intents::GUILDS).resume_url_attempts(0);
+        assert_eq!(at_least_one.machine.resume_url_attempts, 1);
     }
 }

@@ -136,7 +136,8 @@ pub struct MachineConfig {
     /// Longest wait for Hello after the socket opened.
     pub hello_timeout: Duration,
     /// Failed connections to the resume URL in a row before the session is
-    /// given up and a new one identified on the discovery URL.
+    /// given up and a new one identified on the discovery URL. Default 8:
+    /// with the default backoff, about one to two minutes of outage.
     pub resume_url_attempts: u32,
 }
 
@@ -146,7 +147,7 @@ impl Default for MachineConfig {
             backoff: Backoff::default(),
             invalid_session_delay: Duration::from_secs(1)..=Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
-            resume_url_attempts: 5,
+            resume_url_attempts: 8,
         }
     }
 }
