@@ -298,7 +298,7 @@ impl Driver {
             let mut invocation = RESERVE.key(&bucket_key);
             invocation
                 .key(&budget)
-                .arg(millis(self.window))
+                .arg(millis(spacing(self.window)))
                 .arg(millis(RESET_PERIOD));
             let call = invocation.invoke_async::<i64>(&mut conn);
             match bounded("identify reservation", CALL_LIMIT, call).await {
@@ -322,6 +322,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// The spacing of one bucket's slots: the window plus a margin (2%, at
+/// least 2 ms). Redis schedules on its own clock in whole milliseconds, and
+/// each process learns its slot one reply latency later, so two grants
+/// measured where they happen could otherwise land a fraction of a
+/// millisecond closer than the window (seen under load: 59.96 ms apart for
+/// a 60 ms window).
+fn spacing(window: Duration) -> Duration {
+    window + (window / 50).max(Duration::from_millis(2))
 }
 
 fn millis(duration: Duration) -> u64 {
