@@ -36,6 +36,12 @@ pub struct Answers {
     pub failed: u64,
 }
 
+/// Asks a bot that answers over REST ([`ping::PingBot`],
+/// [`slash::SlashBot`]) what it has answered so far.
+#[derive(Clone, Copy, Debug, actix::Message)]
+#[rtype(result = "Answers")]
+pub struct GetAnswers;
+
 impl Answers {
     /// Whether every started request has ended.
     pub fn settled(&self) -> bool {

@@ -6,9 +6,8 @@
 //! and the token differ ([`Environment`](crate::setup::Environment)).
 
 use crate::Answers;
-use actix::{
-    Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, WrapFuture as _,
-};
+pub use crate::GetAnswers;
+use actix::{Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, WrapFuture as _};
 use discore_gateway::{DispatchEvent, EventFilter, EventType, GatewayEvent};
 use std::sync::Arc;
 
@@ -75,11 +74,6 @@ impl Handler<GatewayEvent> for PingBot {
         );
     }
 }
-
-/// What the bot has answered so far.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "Answers")]
-pub struct GetAnswers;
 
 impl Handler<GetAnswers> for PingBot {
     type Result = actix::MessageResult<GetAnswers>;

@@ -2,9 +2,8 @@
 //! REST with twilight-http's interaction client.
 
 use crate::Answers;
-use actix::{
-    Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, WrapFuture as _,
-};
+pub use crate::GetAnswers;
+use actix::{Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, WrapFuture as _};
 use discore_gateway::{DispatchEvent, EventFilter, EventType, GatewayEvent};
 use std::sync::Arc;
 use twilight_model::{
@@ -151,11 +150,6 @@ impl Handler<GatewayEvent> for SlashBot {
         );
     }
 }
-
-/// What the bot has answered so far.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "Answers")]
-pub struct GetAnswers;
 
 impl Handler<GetAnswers> for SlashBot {
     type Result = actix::MessageResult<GetAnswers>;

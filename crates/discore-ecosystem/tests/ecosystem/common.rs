@@ -2,6 +2,7 @@
 //! recorder of the events a fleet delivers.
 
 use actix::{Actor, Context, Handler, Message};
+use discore_ecosystem::{Answers, GetAnswers};
 use discore_gateway::{Dispatch, GatewayEvent};
 use std::{
     future::Future,
@@ -74,4 +75,17 @@ where
     M::Result: Send,
 {
     addr.send(message).await.expect("the actor is running")
+}
+
+/// Waits until every answer a REST-answering bot started has ended, and
+/// returns the counts.
+pub async fn settled_answers(bot: &actix::Recipient<GetAnswers>) -> Answers {
+    eventually("every started answer ends", || async {
+        let answers = bot.send(GetAnswers).await.expect("the bot is running");
+        answers
+            .settled()
+            .then_some(answers)
+            .ok_or(format!("{answers:?}"))
+    })
+    .await
 }
