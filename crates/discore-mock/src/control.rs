@@ -79,6 +79,14 @@ pub enum Fault {
     /// the next real dispatch then carries too). A client that counted the
     /// broken one would skip the real one as a duplicate.
     MalformedDispatchData,
+    /// Send these bytes as one message, exactly as given (compressed like
+    /// any other message on a compressed connection, a text frame
+    /// otherwise): whatever no other fault sends, such as invalid UTF-8, a
+    /// sequence number out of range or an opcode over 255.
+    Payload {
+        /// The message; in JSON an array of byte values.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Snowflakes as strings (Discord's way), accepting numbers too.

@@ -1491,6 +1491,10 @@ impl Connection {
                 self.send_raw(frame.as_bytes());
                 None
             }
+            Fault::Payload { bytes } => {
+                self.send_raw(&bytes);
+                None
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! heartbeats and protocol violations, so tests assert "no violation"
 //! instead of guessing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::{fmt, time::Duration};
 
 /// Heartbeats and REST requests kept at most (the oldest are dropped), so a
@@ -10,9 +10,7 @@ use std::{fmt, time::Duration};
 pub const MAX_RECORDS: usize = 100_000;
 
 /// The id of one WebSocket connection, unique for the server's lifetime.
-#[derive(
-    Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ConnectionId(pub u64);
 
@@ -23,7 +21,7 @@ impl fmt::Display for ConnectionId {
 }
 
 /// Transport compression of a connection (`compress` query parameter).
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
     /// No transport compression: JSON text frames.
@@ -36,7 +34,7 @@ pub enum Compression {
 }
 
 /// A protocol rule a client broke.
-#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ViolationKind {
     /// An Identify came sooner than `identify_window` after another in the
@@ -79,7 +77,7 @@ pub enum ViolationKind {
 }
 
 /// One violation, with where and when it happened.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Violation {
     /// What rule was broken.
     pub kind: ViolationKind,
@@ -94,7 +92,7 @@ pub struct Violation {
 }
 
 /// One payload a client sent, as received.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReceivedPayload {
     /// The opcode, `None` when the payload was not a valid envelope.
     pub op: Option<u8>,
@@ -105,7 +103,7 @@ pub struct ReceivedPayload {
 }
 
 /// How a connection ended.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionEnd {
     /// The client sent a close frame (its code is in `close_received`).
@@ -120,7 +118,7 @@ pub enum ConnectionEnd {
 }
 
 /// Everything about one WebSocket connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConnectionRecord {
     /// The connection id.
     pub id: ConnectionId,
@@ -177,7 +175,7 @@ impl ConnectionRecord {
 
 /// A WebSocket upgrade the emulator answered with 503 (an outage, or the
 /// server stopping): a connection attempt that never became a connection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefusedUpgrade {
     /// The URL path asked for: `/`, `/resume/`, or with
     /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)
@@ -203,7 +201,7 @@ pub(crate) fn resume_path_session(path: &str) -> Option<&str> {
 }
 
 /// What became of an Identify.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentifyOutcome {
     /// READY was sent.
@@ -217,7 +215,7 @@ pub enum IdentifyOutcome {
 }
 
 /// One Identify.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdentifyRecord {
     /// The connection it came on.
     pub connection: ConnectionId,
@@ -237,7 +235,7 @@ pub struct IdentifyRecord {
 }
 
 /// What became of a Resume.
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResumeOutcome {
     /// Missed dispatches were replayed, then RESUMED.
@@ -252,7 +250,7 @@ pub enum ResumeOutcome {
 }
 
 /// One Resume.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ResumeRecord {
     /// The connection it came on.
     pub connection: ConnectionId,
@@ -269,7 +267,7 @@ pub struct ResumeRecord {
 }
 
 /// One heartbeat a client sent.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeartbeatRecord {
     /// The connection it came on.
     pub connection: ConnectionId,
@@ -282,7 +280,7 @@ pub struct HeartbeatRecord {
 }
 
 /// The state of one session as the emulator holds it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// The session id.
     pub id: String,
@@ -308,7 +306,7 @@ pub struct SessionRecord {
 }
 
 /// One interaction callback received over REST.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InteractionCallbackRecord {
     /// The interaction id from the path.
     pub interaction_id: u64,
@@ -321,7 +319,7 @@ pub struct InteractionCallbackRecord {
 }
 
 /// One REST request.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RestRecord {
     /// The HTTP method.
     pub method: String,
@@ -334,7 +332,11 @@ pub struct RestRecord {
 }
 
 /// A snapshot of everything the emulator observed.
-#[derive(Clone, Debug, Default, Serialize)]
+///
+/// `GET /_mock/observed` serves it as JSON, which deserializes back into this
+/// type: a test that runs the emulator in another process (to measure its
+/// own memory alone, say) reads the same records as one that embeds it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observed {
     /// Every connection, in the order they opened.
     pub connections: Vec<ConnectionRecord>,

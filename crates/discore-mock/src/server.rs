@@ -285,6 +285,17 @@ impl MockServer {
         self.fault(target, Fault::CorruptNextFrame)
     }
 
+    /// Sends `bytes` as one message, exactly as given (see
+    /// [`Fault::Payload`]).
+    pub fn send_payload(&self, target: &Target, bytes: &[u8]) -> usize {
+        self.fault(
+            target,
+            Fault::Payload {
+                bytes: bytes.to_vec(),
+            },
+        )
+    }
+
     /// Sends a text frame that is not JSON.
     pub fn send_malformed_json(&self, target: &Target) -> usize {
         self.fault(target, Fault::MalformedJson)
