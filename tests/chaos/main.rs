@@ -425,12 +425,13 @@ async fn chaos_soak() {
 
     let summary = format!(
         "chaos: seed {seed}, {seconds} s, {faults} faults ({outages} outages), {} events, \
-         {} connections, {} identifies, {} resumes, sessions per shard {:?}, client RSS {:?} -> {:?} KiB \
+         {} connections ({} open at the end), {} identifies, {} resumes, sessions per shard {:?}, client RSS {:?} -> {:?} KiB \
          (the test's event log {event_log_kib} KiB of it), samples (s, client KiB, emulator KiB) {:?}, \
          emulator process RSS {:?} KiB, {} log lines searched, \
          the emulator's records {} KiB as JSON\n",
         events.len(),
         seen.connections.len(),
+        seen.open_connections(),
         seen.identifies_total(),
         seen.resumes_total(),
         stats
