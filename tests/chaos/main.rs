@@ -7,8 +7,9 @@
 //! DISCORE_CHAOS_SECONDS=600 DISCORE_CHAOS_SEED=42 cargo test --release --test chaos -- --nocapture
 //! ```
 //!
-//! The emulator runs in a process of its own ([`emulator`]), so the memory
-//! the soak bounds is the client's.
+//! `DISCORE_CHAOS_COMPRESSION=zstd` (or `none`) runs it on another
+//! transport than zlib-stream. The emulator runs in a process of its own
+//! ([`emulator`]), so the memory the soak bounds is the client's.
 
 mod emulator;
 
@@ -275,13 +276,19 @@ async fn chaos_soak() {
     let logger = capture_logs();
     let seconds = env_number("DISCORE_CHAOS_SECONDS", 20);
     let seed = env_number("DISCORE_CHAOS_SEED", 1);
+    // zlib-stream unless DISCORE_CHAOS_COMPRESSION says `zstd` or `none`.
+    let compression = match std::env::var("DISCORE_CHAOS_COMPRESSION").as_deref() {
+        Ok("zstd") => Compression::ZstdStream,
+        Ok("none") => Compression::None,
+        _ => Compression::ZlibStream,
+    };
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let mock = EmulatorProcess::spawn();
     let log = Arc::new(Mutex::new(Vec::new()));
     let collector = Collector::new(Arc::clone(&log)).start();
     let shard_config = ShardConfig::new(Intents::GUILDS)
-        .compression(Compression::ZlibStream)
+        .compression(compression)
         .backoff(Backoff {
             base: Duration::from_millis(20),
             cap: Duration::from_millis(300),
@@ -424,7 +431,7 @@ async fn chaos_soak() {
     );
 
     let summary = format!(
-        "chaos: seed {seed}, {seconds} s, {faults} faults ({outages} outages), {} events, \
+        "chaos: seed {seed}, {compression:?}, {seconds} s, {faults} faults ({outages} outages), {} events, \
          {} connections ({} open at the end), {} identifies, {} resumes, sessions per shard {:?}, client RSS {:?} -> {:?} KiB \
          (the test's event log {event_log_kib} KiB of it), samples (s, client KiB, emulator KiB) {:?}, \
          emulator process RSS {:?} KiB, {} log lines searched, \
