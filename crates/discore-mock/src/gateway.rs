@@ -130,15 +130,14 @@ pub(crate) async fn upgrade(
     {
         let mut state = shared.lock();
         if state.stopping || state.outage_until.is_some_and(|until| until > now) {
-            let refused = &mut state.observed.refused_upgrades;
-            if refused.len() >= crate::observe::MAX_RECORDS {
-                refused.remove(0);
-            }
-            refused.push(RefusedUpgrade {
-                path: req.path().to_owned(),
-                on_resume_url: req.path().starts_with("/resume"),
-                at: shared.elapsed(),
-            });
+            crate::observe::push_bounded(
+                &mut state.observed.refused_upgrades,
+                RefusedUpgrade {
+                    path: req.path().to_owned(),
+                    on_resume_url: req.path().starts_with("/resume"),
+                    at: shared.elapsed(),
+                },
+            );
             return Ok(HttpResponse::ServiceUnavailable()
                 .insert_header(("retry-after", "1"))
                 .json(json!({"message": "503: Service Unavailable", "code": 0})));
@@ -193,24 +192,28 @@ pub(crate) async fn upgrade(
                 shard: None,
             },
         );
-        state.observed.connections.push(ConnectionRecord {
-            id,
-            path: path.clone(),
-            on_resume_url,
-            query: req.query_string().to_owned(),
-            version: query.version,
-            compression,
-            opened_at: at,
-            closed_at: None,
-            end: None,
-            shard: None,
-            session_id: None,
-            received: Vec::new(),
-            received_count: 0,
-            dispatches_sent: 0,
-            close_sent: None,
-            close_received: None,
-        });
+        crate::observe::push_bounded_if(
+            &mut state.observed.connections,
+            ConnectionRecord {
+                id,
+                path: path.clone(),
+                on_resume_url,
+                query: req.query_string().to_owned(),
+                version: query.version,
+                compression,
+                opened_at: at,
+                closed_at: None,
+                end: None,
+                shard: None,
+                session_id: None,
+                received: Vec::new(),
+                received_count: 0,
+                dispatches_sent: 0,
+                close_sent: None,
+                close_received: None,
+            },
+            |record| !record.is_open(),
+        );
         state.purge(now);
         let reconnect_first = refusal.is_none() && state.reconnect_instead_of_hello > 0;
         if reconnect_first {
@@ -979,15 +982,15 @@ impl Connection {
         let at = self.shared.elapsed();
         let ahead = {
             let mut state = self.shared.lock();
-            if state.observed.heartbeats.len() >= crate::observe::MAX_RECORDS {
-                state.observed.heartbeats.remove(0);
-            }
-            state.observed.heartbeats.push(HeartbeatRecord {
-                connection: self.id,
-                sequence,
-                acked: self.acks,
-                at,
-            });
+            crate::observe::push_bounded(
+                &mut state.observed.heartbeats,
+                HeartbeatRecord {
+                    connection: self.id,
+                    sequence,
+                    acked: self.acks,
+                    at,
+                },
+            );
             let last = state.session_of(self.id).map(|s| s.seq);
             match (sequence, last) {
                 (Some(s), Some(last)) if s > last => Some((s, last)),

@@ -5,9 +5,33 @@
 use serde::{Deserialize, Serialize};
 use std::{fmt, time::Duration};
 
-/// Heartbeats and REST requests kept at most (the oldest are dropped), so a
-/// long-running emulator does not grow without bound.
+/// Records of each kind kept at most, so an emulator left running for days
+/// stays bounded. Past it the oldest tenth goes at once (of connections and
+/// sessions, the oldest that have ended), which keeps appending cheap.
 pub const MAX_RECORDS: usize = 100_000;
+
+/// Appends `record`, first dropping the oldest tenth when `records` is full.
+pub(crate) fn push_bounded<T>(records: &mut Vec<T>, record: T) {
+    push_bounded_if(records, record, |_| true);
+}
+
+/// Appends `record`; when `records` is full, first drops up to a tenth of
+/// the oldest records that `may_drop` lets go, keeping the order (lookups by
+/// id are binary searches).
+pub(crate) fn push_bounded_if<T>(records: &mut Vec<T>, record: T, may_drop: impl Fn(&T) -> bool) {
+    if records.len() >= MAX_RECORDS {
+        let mut budget = MAX_RECORDS / 10;
+        records.retain(|r| {
+            if budget > 0 && may_drop(r) {
+                budget -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+    records.push(record);
+}
 
 /// The id of one WebSocket connection, unique for the server's lifetime.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -338,22 +362,24 @@ pub struct RestRecord {
 /// own memory alone, say) reads the same records as one that embeds it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Observed {
-    /// Every connection, in the order they opened.
+    /// Connections in the order they opened (all of them, up to
+    /// [`MAX_RECORDS`]; then ended ones make room).
     pub connections: Vec<ConnectionRecord>,
     /// Upgrades refused during an outage, in order (the last
     /// [`MAX_RECORDS`]).
     pub refused_upgrades: Vec<RefusedUpgrade>,
-    /// Every Identify, in order.
+    /// Identifies, in order (the last [`MAX_RECORDS`]).
     pub identifies: Vec<IdentifyRecord>,
-    /// Every Resume, in order.
+    /// Resumes, in order (the last [`MAX_RECORDS`]).
     pub resumes: Vec<ResumeRecord>,
     /// Heartbeats, in order (the last [`MAX_RECORDS`]).
     pub heartbeats: Vec<HeartbeatRecord>,
-    /// Every protocol violation, in order.
+    /// Protocol violations, in order (the last [`MAX_RECORDS`]).
     pub violations: Vec<Violation>,
-    /// Every session, alive or not.
+    /// Sessions, alive or not (all of them, up to [`MAX_RECORDS`]; then
+    /// ended ones make room).
     pub sessions: Vec<SessionRecord>,
-    /// Interaction callbacks received over REST.
+    /// Interaction callbacks received over REST (the last [`MAX_RECORDS`]).
     pub interaction_callbacks: Vec<InteractionCallbackRecord>,
     /// REST requests (the last [`MAX_RECORDS`]).
     pub rest_requests: Vec<RestRecord>,
@@ -429,5 +455,39 @@ impl Observed {
 
     pub(crate) fn session_mut(&mut self, id: &str) -> Option<&mut SessionRecord> {
         self.sessions.iter_mut().rev().find(|s| s.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_RECORDS, push_bounded, push_bounded_if};
+
+    /// Full, the oldest tenth goes at once and the order stays.
+    #[test]
+    fn records_stay_bounded_in_order() {
+        let mut records = Vec::new();
+        for n in 0..=MAX_RECORDS {
+            push_bounded(&mut records, n);
+        }
+        assert_eq!(records.len(), MAX_RECORDS - MAX_RECORDS / 10 + 1);
+        assert_eq!(records.first(), Some(&(MAX_RECORDS / 10)));
+        assert_eq!(records.last(), Some(&MAX_RECORDS));
+        assert!(records.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    /// Records that may not go (open connections, live sessions) stay,
+    /// however old.
+    #[test]
+    fn only_droppable_records_make_room() {
+        // Even numbers stand for records still in use.
+        let mut records: Vec<usize> = (0..MAX_RECORDS).collect();
+        push_bounded_if(&mut records, MAX_RECORDS, |n| n % 2 == 1);
+        assert_eq!(records.len(), MAX_RECORDS - MAX_RECORDS / 10 + 1);
+        assert!(records.iter().filter(|n| *n % 2 == 0).count() >= MAX_RECORDS / 2);
+        assert_eq!(&records[..3], &[0, 2, 4]);
+        // Nothing droppable: the record is appended all the same.
+        let mut pinned: Vec<usize> = vec![0; MAX_RECORDS];
+        push_bounded_if(&mut pinned, 1, |_| false);
+        assert_eq!(pinned.len(), MAX_RECORDS + 1);
     }
 }

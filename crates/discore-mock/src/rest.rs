@@ -40,15 +40,15 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 fn finish(shared: &Shared, req: &HttpRequest, response: HttpResponse) -> HttpResponse {
     let at = shared.elapsed();
     let mut state = shared.lock();
-    if state.observed.rest_requests.len() >= crate::observe::MAX_RECORDS {
-        state.observed.rest_requests.remove(0);
-    }
-    state.observed.rest_requests.push(RestRecord {
-        method: req.method().to_string(),
-        path: req.path().to_owned(),
-        status: response.status().as_u16(),
-        at,
-    });
+    crate::observe::push_bounded(
+        &mut state.observed.rest_requests,
+        RestRecord {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            status: response.status().as_u16(),
+            at,
+        },
+    );
     response
 }
 
@@ -326,15 +326,15 @@ async fn interaction_callback(
                 (Some(_), None) => error(StatusCode::BAD_REQUEST, "Invalid Form Body", 50035),
                 (Some(entry), Some(body)) => {
                     entry.responded = true;
-                    state
-                        .observed
-                        .interaction_callbacks
-                        .push(InteractionCallbackRecord {
+                    crate::observe::push_bounded(
+                        &mut state.observed.interaction_callbacks,
+                        InteractionCallbackRecord {
                             interaction_id: interaction_id.unwrap_or_default(),
                             interaction_token: token,
                             body,
                             at,
-                        });
+                        },
+                    );
                     let mut builder = HttpResponse::NoContent();
                     if let Some(headers) = headers {
                         headers.apply(&mut builder);

@@ -265,13 +265,16 @@ impl State {
             .and_then(|c| c.shard);
         let detail = detail.into();
         log::debug!("violation {kind:?} on {connection:?} (shard {shard:?}): {detail}");
-        self.observed.violations.push(Violation {
-            kind,
-            connection,
-            shard,
-            at,
-            detail,
-        });
+        crate::observe::push_bounded(
+            &mut self.observed.violations,
+            Violation {
+                kind,
+                connection,
+                shard,
+                at,
+                detail,
+            },
+        );
     }
 
     /// The budget, reset if its time has come.
@@ -426,15 +429,18 @@ impl State {
             .connection(connection)
             .is_some_and(|c| c.on_resume_url);
         let record = |state: &mut Self, outcome| {
-            state.observed.identifies.push(IdentifyRecord {
-                connection,
-                shard,
-                bucket,
-                on_resume_url,
-                intents: request.intents,
-                at,
-                outcome,
-            });
+            crate::observe::push_bounded(
+                &mut state.observed.identifies,
+                IdentifyRecord {
+                    connection,
+                    shard,
+                    bucket,
+                    on_resume_url,
+                    intents: request.intents,
+                    at,
+                    outcome,
+                },
+            );
         };
         let close =
             |state: &mut Self, code: u16, reason: &'static str, kind: Option<ViolationKind>| {
@@ -508,15 +514,19 @@ impl State {
                 expires_at: None,
             },
         );
-        self.observed.sessions.push(SessionRecord {
-            id: session_id.clone(),
-            shard,
-            intents: request.intents,
-            sequence: 0,
-            resumed_sequences: Vec::new(),
-            connection: Some(connection),
-            alive: true,
-        });
+        crate::observe::push_bounded_if(
+            &mut self.observed.sessions,
+            SessionRecord {
+                id: session_id.clone(),
+                shard,
+                intents: request.intents,
+                sequence: 0,
+                resumed_sequences: Vec::new(),
+                connection: Some(connection),
+                alive: true,
+            },
+            |record| !record.alive,
+        );
         self.attach(connection, &session_id, shard);
         let session_resume_url;
         let resume_url = if self.config.session_resume_urls {
@@ -565,14 +575,17 @@ impl State {
         at: Duration,
     ) -> ResumeResult {
         let record = |state: &mut Self, outcome| {
-            state.observed.resumes.push(ResumeRecord {
-                connection,
-                session_id: session_id.to_owned(),
-                seq,
-                on_resume_url,
-                at,
-                outcome,
-            });
+            crate::observe::push_bounded(
+                &mut state.observed.resumes,
+                ResumeRecord {
+                    connection,
+                    session_id: session_id.to_owned(),
+                    seq,
+                    on_resume_url,
+                    at,
+                    outcome,
+                },
+            );
         };
         if !token_ok {
             self.violation(
