@@ -70,8 +70,8 @@ type ZstdEncoder = zstd::stream::raw::Encoder<'static>;
 const POOLED_PER_THREAD: usize = 8;
 
 thread_local! {
-    static ZLIB_POOL: RefCell<Vec<Box<Compress>>> = const { RefCell::new(Vec::new()) };
-    static ZSTD_POOL: RefCell<Vec<Box<ZstdEncoder>>> = const { RefCell::new(Vec::new()) };
+    static ZLIB_POOL: RefCell<Vec<Compress>> = const { RefCell::new(Vec::new()) };
+    static ZSTD_POOL: RefCell<Vec<ZstdEncoder>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Codec {
@@ -79,22 +79,20 @@ impl Codec {
     fn take(compression: Compression) -> io::Result<Self> {
         Ok(match compression {
             Compression::None => Self::Plain,
-            Compression::ZlibStream => Self::Zlib(
+            Compression::ZlibStream => Self::Zlib(Box::new(
                 ZLIB_POOL
                     .try_with(|pool| pool.borrow_mut().pop())
                     .ok()
                     .flatten()
-                    .unwrap_or_else(|| {
-                        Box::new(Compress::new(flate2::Compression::new(ZLIB_LEVEL), true))
-                    }),
-            ),
+                    .unwrap_or_else(|| Compress::new(flate2::Compression::new(ZLIB_LEVEL), true)),
+            )),
             Compression::ZstdStream => {
                 let pooled = ZSTD_POOL
                     .try_with(|pool| pool.borrow_mut().pop())
                     .ok()
                     .flatten();
                 match pooled {
-                    Some(encoder) => Self::Zstd(encoder),
+                    Some(encoder) => Self::Zstd(Box::new(encoder)),
                     None => Self::Zstd(Box::new(ZstdEncoder::new(ZSTD_LEVEL)?)),
                 }
             }
@@ -111,7 +109,7 @@ impl Codec {
                 let _ = ZLIB_POOL.try_with(|pool| {
                     let mut pool = pool.borrow_mut();
                     if pool.len() < POOLED_PER_THREAD {
-                        pool.push(compress);
+                        pool.push(*compress);
                     }
                 });
             }
@@ -121,7 +119,7 @@ impl Codec {
                     let _ = ZSTD_POOL.try_with(|pool| {
                         let mut pool = pool.borrow_mut();
                         if pool.len() < POOLED_PER_THREAD {
-                            pool.push(encoder);
+                            pool.push(*encoder);
                         }
                     });
                 }
