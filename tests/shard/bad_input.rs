@@ -3,26 +3,16 @@
 
 use crate::harness::*;
 use discore::gateway::{Compression, Lifecycle};
-use discore_mock::{MockServer, Target};
+use discore_mock::Target;
 
 /// Sends `payload` to a READY shard, then 30 messages: every message
 /// arrives once and in order on the same session, resumed on a new
 /// connection.
 async fn resumes_without_loss(compression: Compression, payload: &[u8]) {
-    let mock = MockServer::start(mock_config()).await.expect("emulator");
-    let recorded = Recorded::start();
-    let _shard = shard(shard_config(&mock).compression(compression), &recorded)
-        .start()
-        .await
-        .expect("starts");
+    let (mock, recorded) = shard_on(compression).await;
     recorded.wait_for_event("GUILD_CREATE", 3).await;
     assert_eq!(mock.send_payload(&Target::Shard(0), payload), 1);
-    let guild = mock.guild_ids()[0];
-    let channel = mock.text_channel_ids(guild)[0];
-    for i in 0..30 {
-        mock.post_message(channel, &format!("m{i}"))
-            .expect("posted");
-    }
+    post_messages(&mock, 30);
     recorded.wait_for_event("MESSAGE_CREATE", 30).await;
     recorded.wait_for_lifecycle(Lifecycle::Resumed).await;
     assert_in_order_exactly_once(&recorded.events());

@@ -2,30 +2,11 @@ use crate::harness::*;
 use discore::gateway::Compression;
 use discore_mock::{MockServer, Target};
 
-async fn compressed_shard(compression: Compression) -> (MockServer, Recorded) {
-    let mock = MockServer::start(mock_config()).await.expect("emulator");
-    let recorded = Recorded::start();
-    let _shard = shard(shard_config(&mock).compression(compression), &recorded)
-        .start()
-        .await
-        .expect("starts");
-    (mock, recorded)
-}
-
-fn post(mock: &MockServer, count: usize) {
-    let guild = mock.guild_ids()[0];
-    let channel = mock.text_channel_ids(guild)[0];
-    for i in 0..count {
-        mock.post_message(channel, &format!("m{i}"))
-            .expect("posted");
-    }
-}
-
 /// One zlib-stream context per connection carries every event, in order.
 #[actix_rt::test]
 async fn zlib_stream() {
-    let (mock, recorded) = compressed_shard(Compression::ZlibStream).await;
-    post(&mock, 100);
+    let (mock, recorded) = shard_on(Compression::ZlibStream).await;
+    post_messages(&mock, 100);
     recorded.wait_for_event("MESSAGE_CREATE", 100).await;
     assert_in_order_exactly_once(&recorded.events());
     let compression = mock.observed().connections[0].compression;
@@ -36,8 +17,8 @@ async fn zlib_stream() {
 /// One zstd-stream context per connection carries every event, in order.
 #[actix_rt::test]
 async fn zstd_stream() {
-    let (mock, recorded) = compressed_shard(Compression::ZstdStream).await;
-    post(&mock, 100);
+    let (mock, recorded) = shard_on(Compression::ZstdStream).await;
+    post_messages(&mock, 100);
     recorded.wait_for_event("MESSAGE_CREATE", 100).await;
     assert_in_order_exactly_once(&recorded.events());
     let compression = mock.observed().connections[0].compression;
@@ -50,10 +31,10 @@ async fn zstd_stream() {
 #[actix_rt::test]
 async fn corrupt_compressed_frame_resumes_without_loss() {
     for compression in [Compression::ZlibStream, Compression::ZstdStream] {
-        let (mock, recorded) = compressed_shard(compression).await;
+        let (mock, recorded) = shard_on(compression).await;
         recorded.wait_for_event("GUILD_CREATE", 3).await;
         mock.corrupt_next_frame(&Target::Shard(0));
-        post(&mock, 30);
+        post_messages(&mock, 30);
         recorded.wait_for_event("MESSAGE_CREATE", 30).await;
         recorded
             .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
@@ -68,10 +49,10 @@ async fn corrupt_compressed_frame_resumes_without_loss() {
 /// Malformed JSON from the gateway is a clear error and a resume, not a crash.
 #[actix_rt::test]
 async fn malformed_json_resumes_without_loss() {
-    let (mock, recorded) = compressed_shard(Compression::None).await;
+    let (mock, recorded) = shard_on(Compression::None).await;
     recorded.wait_for_event("GUILD_CREATE", 3).await;
     mock.send_malformed_json(&Target::Shard(0));
-    post(&mock, 30);
+    post_messages(&mock, 30);
     recorded.wait_for_event("MESSAGE_CREATE", 30).await;
     recorded
         .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
@@ -86,10 +67,10 @@ async fn malformed_json_resumes_without_loss() {
 /// real event that carries the same number is delivered, not skipped.
 #[actix_rt::test]
 async fn malformed_dispatch_data_is_not_counted_and_resumes_without_loss() {
-    let (mock, recorded) = compressed_shard(Compression::None).await;
+    let (mock, recorded) = shard_on(Compression::None).await;
     recorded.wait_for_event("GUILD_CREATE", 3).await;
     assert_eq!(mock.send_malformed_dispatch_data(&Target::Shard(0)), 1);
-    post(&mock, 30);
+    post_messages(&mock, 30);
     recorded.wait_for_event("MESSAGE_CREATE", 30).await;
     recorded
         .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)

@@ -205,6 +205,28 @@ pub fn shard(config: ShardConfig, recorded: &Recorded) -> Shard {
         .subscribe_lifecycle(recorded.addr.clone().recipient())
 }
 
+/// Starts a mock, a recorder and a shard on `compression` (without waiting
+/// for READY).
+pub async fn shard_on(compression: discore::gateway::Compression) -> (MockServer, Recorded) {
+    let mock = MockServer::start(mock_config()).await.expect("emulator");
+    let recorded = Recorded::start();
+    let _shard = shard(shard_config(&mock).compression(compression), &recorded)
+        .start()
+        .await
+        .expect("starts");
+    (mock, recorded)
+}
+
+/// A member says `m0`, `m1`, … in the first guild's first text channel.
+pub fn post_messages(mock: &MockServer, count: usize) {
+    let guild = mock.guild_ids()[0];
+    let channel = mock.text_channel_ids(guild)[0];
+    for i in 0..count {
+        mock.post_message(channel, &format!("m{i}"))
+            .expect("posted");
+    }
+}
+
 /// Starts a mock, a recorder and a shard, and waits for READY.
 pub async fn ready_shard() -> (MockServer, Recorded, Addr<Shard>) {
     let mock = MockServer::start(mock_config())
