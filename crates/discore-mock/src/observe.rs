@@ -308,6 +308,9 @@ pub struct HeartbeatRecord {
 pub struct SessionRecord {
     /// The session id.
     pub id: String,
+    /// Sessions are numbered from 1 in the order they started; the records
+    /// are sorted by it.
+    pub number: u64,
     /// `[shard_id, num_shards]`.
     pub shard: [u32; 2],
     /// The intents of the Identify that created it.
@@ -453,8 +456,14 @@ impl Observed {
         self.connections.get_mut(index)
     }
 
-    pub(crate) fn session_mut(&mut self, id: &str) -> Option<&mut SessionRecord> {
-        self.sessions.iter_mut().rev().find(|s| s.id == id)
+    /// The record of session `number` (a binary search: this runs for every
+    /// dispatch an emulator delivers).
+    pub(crate) fn session_mut(&mut self, number: u64) -> Option<&mut SessionRecord> {
+        let index = self
+            .sessions
+            .binary_search_by_key(&number, |s| s.number)
+            .ok()?;
+        self.sessions.get_mut(index)
     }
 }
 

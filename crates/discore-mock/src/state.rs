@@ -83,6 +83,8 @@ pub(crate) struct Stored {
 /// One gateway session.
 pub(crate) struct Session {
     pub(crate) id: String,
+    /// The session's number, the key of its record in `Observed::sessions`.
+    pub(crate) number: u64,
     pub(crate) shard: [u32; 2],
     pub(crate) intents: u64,
     pub(crate) seq: u64,
@@ -294,15 +296,15 @@ impl State {
 
     /// Marks expired sessions dead.
     pub(crate) fn purge(&mut self, now: Instant) {
-        let expired: Vec<String> = self
+        let expired: Vec<(String, u64)> = self
             .sessions
             .values()
             .filter(|s| !s.alive(now))
-            .map(|s| s.id.clone())
+            .map(|s| (s.id.clone(), s.number))
             .collect();
-        for id in expired {
+        for (id, number) in expired {
             self.sessions.remove(&id);
-            if let Some(record) = self.observed.session_mut(&id) {
+            if let Some(record) = self.observed.session_mut(number) {
                 record.alive = false;
                 record.connection = None;
             }
@@ -325,7 +327,7 @@ impl State {
             shard: session.shard,
             sequence: stored.seq,
         };
-        if let Some(record) = self.observed.session_mut(session_id) {
+        if let Some(record) = self.observed.session_mut(session.number) {
             record.sequence = stored.seq;
         }
         if let Some(connection) = session.connection {
@@ -505,6 +507,7 @@ impl State {
             session_id.clone(),
             Session {
                 id: session_id.clone(),
+                number: self.session_counter,
                 shard,
                 intents: request.intents,
                 seq: 0,
@@ -518,6 +521,7 @@ impl State {
             &mut self.observed.sessions,
             SessionRecord {
                 id: session_id.clone(),
+                number: self.session_counter,
                 shard,
                 intents: request.intents,
                 sequence: 0,
@@ -671,8 +675,9 @@ impl State {
         session.expires_at = None;
         let shard = session.shard;
         let sequence = session.seq;
+        let number = session.number;
         record(self, ResumeOutcome::Resumed { replayed });
-        if let Some(r) = self.observed.session_mut(session_id) {
+        if let Some(r) = self.observed.session_mut(number) {
             r.connection = Some(connection);
             r.sequence = sequence;
             r.resumed_sequences.push(sequence);
@@ -687,8 +692,8 @@ impl State {
     /// Invalidates a session (op 9 false sent by the emulator, or a close
     /// code after which it cannot be resumed).
     pub(crate) fn destroy_session(&mut self, session_id: &str) {
-        if self.sessions.remove(session_id).is_some()
-            && let Some(record) = self.observed.session_mut(session_id)
+        if let Some(session) = self.sessions.remove(session_id)
+            && let Some(record) = self.observed.session_mut(session.number)
         {
             record.alive = false;
             record.connection = None;
@@ -740,7 +745,7 @@ impl State {
             session.connection = None;
             session.outbox.clear();
             session.expires_at = Some(now + keep_alive);
-            if let Some(record) = self.observed.session_mut(&session_id) {
+            if let Some(record) = self.observed.session_mut(session.number) {
                 record.connection = None;
             }
         }
