@@ -4,25 +4,11 @@
 //! reads, and for a dispatch the typed parse its subscribers get.
 
 use discore_gateway::{Dispatch, EventType, RawReason};
-use discore_protocol::{Envelope, OpCode};
-use serde::Deserialize;
+use discore_protocol::{
+    Envelope, OpCode,
+    inbound::{Hello, ReadySession},
+};
 use serde_json::value::RawValue;
-
-/// Hello's data as the shard reads it.
-#[derive(Deserialize)]
-struct HelloData {
-    heartbeat_interval: u64,
-}
-
-/// The part of READY the shard reads for itself.
-#[derive(Deserialize)]
-struct ReadyData {
-    session_id: String,
-    #[serde(default)]
-    resume_gateway_url: Option<String>,
-    #[serde(default)]
-    guilds: Vec<serde::de::IgnoredAny>,
-}
 
 /// Fuzz body: one received (inflated) payload.
 ///
@@ -54,7 +40,7 @@ pub fn envelope(data: &[u8]) {
             let _resumable = envelope.data_as::<bool>().unwrap_or(false);
         }
         OpCode::Hello => {
-            if let Ok(hello) = envelope.data_as::<HelloData>() {
+            if let Ok(hello) = envelope.data_as::<Hello>() {
                 let _interval = std::time::Duration::from_millis(hello.heartbeat_interval);
             }
         }
@@ -94,13 +80,13 @@ fn dispatch(envelope: &Envelope<'_>, valid_json: bool) {
     }
     if name == "READY" {
         // Without a session id the shard starts over and delivers nothing.
-        let Ok(ready) = envelope.data_as::<ReadyData>() else {
+        let Ok(ready) = envelope.data_as::<ReadySession>() else {
             return;
         };
         let _ = (
+            ready.guild_count(),
             ready.session_id,
             ready.resume_gateway_url,
-            ready.guilds.len(),
         );
     }
     // Every dispatch, READY and RESUMED included, is parsed for the

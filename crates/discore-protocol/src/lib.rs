@@ -16,6 +16,7 @@
 mod close_code;
 pub mod commands;
 mod envelope;
+pub mod inbound;
 pub mod intents;
 pub mod limits;
 mod opcode;

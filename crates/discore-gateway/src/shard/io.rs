@@ -15,9 +15,11 @@ use actix::{
     WrapFuture as _,
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
-use discore_protocol::{Envelope, EnvelopeError, OpCode, PayloadData, commands};
+use discore_protocol::{
+    Envelope, EnvelopeError, OpCode, PayloadData, commands,
+    inbound::{Hello, ReadySession},
+};
 use futures_util::{StreamExt as _, stream};
-use serde::Deserialize;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -30,21 +32,6 @@ use twilight_model::gateway::event::EventType;
 pub(super) struct Inbound {
     generation: u64,
     frame: Option<Result<Frame, ProtocolError>>,
-}
-
-#[derive(Deserialize)]
-struct HelloData {
-    heartbeat_interval: u64,
-}
-
-/// The part of READY the shard itself needs.
-#[derive(Deserialize)]
-struct ReadyData {
-    session_id: String,
-    #[serde(default)]
-    resume_gateway_url: Option<String>,
-    #[serde(default)]
-    guilds: Vec<serde::de::IgnoredAny>,
 }
 
 impl Shard {
@@ -447,7 +434,7 @@ impl Shard {
                 );
                 self.machine.on_invalid_session(resumable);
             }
-            OpCode::Hello => match envelope.data_as::<HelloData>() {
+            OpCode::Hello => match envelope.data_as::<Hello>() {
                 Ok(hello) if hello.heartbeat_interval > 0 => {
                     let interval = Duration::from_millis(hello.heartbeat_interval);
                     self.limiter.set_reserved(CommandRateLimiter::reserve_for(
@@ -474,12 +461,12 @@ impl Shard {
         };
         match name {
             "READY" => {
-                let ready = envelope.data_as::<ReadyData>();
+                let ready = envelope.data_as::<ReadySession>();
                 let Ok(ready) = ready else {
                     self.protocol_error("READY without a session id", true, ctx);
                     return;
                 };
-                self.stats.guilds_expected = ready.guilds.len();
+                self.stats.guilds_expected = ready.guild_count();
                 self.stats.guilds_loaded = 0;
                 self.machine
                     .on_ready(sequence, ready.session_id, ready.resume_gateway_url);
