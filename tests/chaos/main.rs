@@ -15,8 +15,7 @@ mod emulator;
 
 use actix::prelude::*;
 use discore::gateway::{
-    Compression, DispatchEvent, GatewayEvent, Intents, ShardConfig, ShardState, Token,
-    backoff::Backoff,
+    Compression, DispatchEvent, GatewayEvent, Intents, ShardConfig, Token, backoff::Backoff,
 };
 use discore_manager::{GetFleetStatus, ManagerConfig, RestartPolicy, ShardCount, ShardManager};
 use discore_mock::{Fault, Target, TrafficConfig, ViolationKind};
@@ -354,16 +353,7 @@ async fn chaos_soak() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = manager.send(GetFleetStatus).await.expect("status");
-        let active = status
-            .shards
-            .iter()
-            .filter(|s| {
-                s.status
-                    .as_ref()
-                    .is_some_and(|st| st.state == ShardState::Active)
-            })
-            .count();
-        if active == SHARDS as usize {
+        if status.active_shards() == SHARDS as usize {
             break;
         }
         assert!(

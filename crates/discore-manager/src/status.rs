@@ -1,7 +1,7 @@
 //! What [`GetFleetStatus`](crate::GetFleetStatus) answers.
 
 use crate::event::{FleetProgress, ShardFailure};
-use discore_gateway::ShardStatus;
+use discore_gateway::{ShardState, ShardStatus};
 use discore_protocol::ShardId;
 use std::ops::Range;
 
@@ -35,6 +35,16 @@ pub struct ShardReport {
     pub arbiter: usize,
 }
 
+impl ShardReport {
+    /// Whether the shard's actor runs and its session is live (READY or
+    /// RESUMED received, not reconnecting).
+    pub fn is_active(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|status| status.state == ShardState::Active)
+    }
+}
+
 /// The status of a fleet.
 #[derive(Clone, Debug)]
 pub struct FleetStatus {
@@ -50,6 +60,14 @@ pub struct FleetStatus {
     pub ready: bool,
     /// The fleet being started by a re-sharding, if one is under way.
     pub resharding: Option<ReshardingStatus>,
+}
+
+impl FleetStatus {
+    /// How many of this manager's shards are active (see
+    /// [`ShardReport::is_active`]).
+    pub fn active_shards(&self) -> usize {
+        self.shards.iter().filter(|shard| shard.is_active()).count()
+    }
 }
 
 /// A re-sharding under way.

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{init_logging, manager_config, mock_config, shard_config, start_mock};
-use discore_gateway::{ShardState, backoff::Backoff};
+use discore_gateway::backoff::Backoff;
 use discore_manager::{GetFleetStatus, ShardCount, ShardManager, WaitUntilReady};
 use discore_mock::{Fault, IdentifyOutcome, MockServer, Observed, ResumeOutcome, Target};
 use std::{
@@ -82,15 +82,7 @@ async fn wait_all_active(manager: &actix::Addr<ShardManager>, mock: &MockServer)
     let deadline = Instant::now() + Duration::from_secs(25);
     loop {
         let status = manager.send(GetFleetStatus).await.expect("status");
-        let active = status
-            .shards
-            .iter()
-            .filter(|s| {
-                s.status
-                    .as_ref()
-                    .is_some_and(|st| st.state == ShardState::Active)
-            })
-            .count();
+        let active = status.active_shards();
         if active == SHARDS as usize {
             return;
         }
