@@ -1,0 +1,604 @@
+//! One connection's task: its loop over the socket, the handle's control
+//! messages and its timers; the backpressure that keeps it reading while
+//! it writes; the frame-level checks; and the hand-off of each payload to
+//! the handler of its opcode.
+
+use super::{flood::Flood, socket::Incoming};
+use crate::{
+    observe::{ConnectionEnd, ConnectionId, ReceivedPayload, ViolationKind},
+    state::{Control, Shared, Stored},
+    transport::{self, Encoder},
+};
+use actix_http::ws::{Frame, Item, ProtocolError};
+use bytes::{Bytes, BytesMut};
+use discore_protocol::{Envelope, OpCode, limits};
+use serde_json::Value;
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::{Notify, mpsc};
+
+/// Bytes queued for the socket above which no more dispatches are encoded.
+pub(super) const HIGH_WATER: usize = 512 * 1024;
+/// Dispatches encoded per step of a flood or an outbox drain, at most.
+pub(super) const BATCH: usize = 256;
+/// How long one encoding step may take before the batch shrinks: between
+/// steps the task yields to the runtime, which then polls the socket, so
+/// this bounds how late a client's payload (a heartbeat) is read while the
+/// emulator is busy writing (compressing, in a debug build, is slow).
+pub(super) const STEP_BUDGET: Duration = Duration::from_millis(2);
+/// Largest client frame the codec accepts; larger ones close with 4002 too.
+pub(super) const MAX_FRAME: usize = 1 << 20;
+/// How long the emulator waits for the client's close frame after its own.
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How a connection's main loop ended.
+pub(super) enum Exit {
+    /// Close with this code and reason (then wait for the client's close).
+    Close(u16, String),
+    /// The client closed with this code.
+    ClientClosed(Option<u16>),
+    /// The client went away without a close frame.
+    ClientDropped,
+    /// Drop TCP without a close frame.
+    Drop,
+}
+
+pub(super) struct Connection {
+    pub(super) shared: Arc<Shared>,
+    pub(super) id: ConnectionId,
+    pub(super) on_resume_url: bool,
+    pub(super) version: u8,
+    pub(super) encoder: Encoder,
+    pub(super) incoming: Incoming,
+    pub(super) out_tx: mpsc::Sender<Bytes>,
+    pub(super) abort: Arc<AtomicBool>,
+    pub(super) out_queue: VecDeque<(Bytes, Option<Instant>)>,
+    pub(super) out_bytes: usize,
+    pub(super) pending: BytesMut,
+    pub(super) wake: Arc<Notify>,
+    pub(super) control: mpsc::UnboundedReceiver<Control>,
+    pub(super) session_id: Option<String>,
+    pub(super) shard: Option<[u32; 2]>,
+    pub(super) intents: u64,
+    pub(super) heartbeat_deadline: Instant,
+    pub(super) acks: bool,
+    pub(super) send_window: (Instant, u32),
+    pub(super) presence_window: (Instant, u32),
+    pub(super) stall_until: Option<Instant>,
+    pub(super) delay: Option<(Duration, Instant)>,
+    pub(super) reconnect_deadline: Option<Instant>,
+    pub(super) flood: Option<Flood>,
+    pub(super) outbox_pending: bool,
+    /// Dispatches encoded per step (adapts to keep a step within
+    /// [`STEP_BUDGET`]).
+    pub(super) batch: usize,
+    /// The heartbeat deadline passed once; the connection is failed only if
+    /// it still has no heartbeat after everything it sent was read.
+    pub(super) heartbeat_overdue: bool,
+    pub(super) fragment: Option<(bool, Vec<u8>)>,
+    pub(super) close_received: Option<u16>,
+    pub(super) shutting_down: bool,
+}
+
+/// What woke the main loop.
+enum Step {
+    Frame(Option<Result<Frame, ProtocolError>>),
+    Control(Option<Control>),
+    Permit(Result<mpsc::OwnedPermit<Bytes>, mpsc::error::SendError<()>>),
+    Wake,
+    Timer,
+}
+
+impl Connection {
+    pub(super) async fn run(mut self, refusal: Option<(u16, &'static str)>, reconnect_first: bool) {
+        let mut wait_reply = true;
+        let exit = match refusal {
+            Some((code, reason)) => Exit::Close(code, reason.to_owned()),
+            None => {
+                if reconnect_first {
+                    self.send_raw(br#"{"t":null,"s":null,"op":7,"d":null}"#);
+                    self.reconnect_deadline = self
+                        .shared
+                        .config
+                        .reconnect_close_after
+                        .map(|d| Instant::now() + d);
+                } else {
+                    let hello = format!(
+                        r#"{{"t":null,"s":null,"op":10,"d":{{"heartbeat_interval":{},"_trace":["[\"discore-mock\",{{\"micros\":0}}]"]}}}}"#,
+                        self.shared.config.heartbeat_interval.as_millis()
+                    );
+                    self.send_raw(hello.as_bytes());
+                }
+                let exit = self.main_loop().await;
+                wait_reply = !self.shutting_down;
+                exit
+            }
+        };
+        let (end, code) = match exit {
+            Exit::Close(code, reason) => {
+                self.finish_close(code, &reason, wait_reply).await;
+                (ConnectionEnd::ServerClosed, Some(code))
+            }
+            Exit::ClientClosed(code) => {
+                // Echo the close, as RFC 6455 asks, then end.
+                let mut frame = BytesMut::new();
+                transport::close_frame(code.unwrap_or(1000), "", &mut frame);
+                let _ = tokio::time::timeout(CLOSE_WAIT, self.out_tx.send(frame.freeze())).await;
+                (ConnectionEnd::ClientClosed, code)
+            }
+            Exit::ClientDropped => (ConnectionEnd::ClientDropped, None),
+            Exit::Drop => {
+                self.abort.store(true, Ordering::Release);
+                (ConnectionEnd::ServerDropped, None)
+            }
+        };
+        if let Some(flood) = self.flood.take()
+            && let Some(done) = flood.done
+        {
+            let _ = done.send(flood.sent);
+        }
+        let at = self.shared.elapsed();
+        let mut state = self.shared.lock();
+        if let Some(record) = state.observed.connection_mut(self.id) {
+            if end == ConnectionEnd::ServerClosed {
+                record.close_sent = code;
+            }
+            if let Some(code) = self
+                .close_received
+                .or(if end == ConnectionEnd::ClientClosed {
+                    code
+                } else {
+                    None
+                })
+            {
+                record.close_received = Some(code);
+            }
+        }
+        state.connection_ended(self.id, end, code, Instant::now(), at);
+        log::debug!("{} ended: {end:?} {code:?}", self.id);
+    }
+
+    /// Sends the close frame after everything queued, waits briefly for the
+    /// client's close, then ends the stream (actix closes TCP).
+    pub(super) async fn finish_close(&mut self, code: u16, reason: &str, wait_reply: bool) {
+        self.abort_flood();
+        transport::close_frame(code, reason, &mut self.pending);
+        self.seal(None);
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while let Some((chunk, _)) = self.out_queue.pop_front() {
+            match tokio::time::timeout_at(deadline.into(), self.out_tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        if !wait_reply {
+            return;
+        }
+        // Read until the client's close frame or EOF, bounded in time.
+        let wait = async {
+            loop {
+                match self.incoming.next().await {
+                    Some(Ok(Frame::Close(reason))) => {
+                        self.close_received = reason.map(|r| u16::from(r.code));
+                        return;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline.into(), wait).await;
+    }
+
+    /// Reads, writes and timers of one connection.
+    ///
+    /// Reading never waits for writing: the client's frames come first in
+    /// every round, the frames to write wait in `out_queue` (a client that
+    /// does not read only stops the encoding of more dispatches), and after
+    /// every encoding step the task yields to the runtime. That yield
+    /// matters: the task and actix's HTTP dispatcher that writes its frames
+    /// share one worker thread, and as long as the socket takes data they
+    /// keep each other busy, while tokio polls the socket for readability
+    /// only between rounds of runnable tasks. Without it a client's
+    /// heartbeats sat unread in the kernel for seconds while a compressed
+    /// flood was being written, and when the writes finally blocked, the
+    /// heartbeat timer could fire before those bytes were read.
+    pub(super) async fn main_loop(&mut self) -> Exit {
+        loop {
+            let started = Instant::now();
+            let mut encoded = 0;
+            if self.outbox_pending && self.out_bytes < HIGH_WATER {
+                encoded += self.drain_outbox();
+            }
+            if self.flood.is_some() && !self.outbox_pending && self.out_bytes < HIGH_WATER {
+                encoded += self.flood_step();
+            }
+            if encoded > 0 {
+                self.adapt_batch(encoded, started.elapsed());
+                // Let the runtime poll the socket (a deferred wake-up) before
+                // the next round: pending client frames are read first.
+                tokio::task::yield_now().await;
+            }
+            let not_before = self.delay_until();
+            self.seal(not_before);
+            let now = Instant::now();
+            let stalled = self.stall_until.is_some_and(|until| until > now);
+            let front_ready = self
+                .out_queue
+                .front()
+                .is_some_and(|(_, not_before)| not_before.is_none_or(|t| t <= now));
+            let can_send = front_ready && !stalled;
+            let deadline = self.next_deadline(now);
+            let step = tokio::select! {
+                biased;
+                frame = self.incoming.next() => Step::Frame(frame),
+                control = self.control.recv() => Step::Control(control),
+                permit = self.out_tx.clone().reserve_owned(), if can_send => Step::Permit(permit),
+                () = self.wake.notified(), if !self.outbox_pending => Step::Wake,
+                () = tokio::time::sleep_until(deadline.into()) => Step::Timer,
+            };
+            let exit = match step {
+                Step::Frame(None) => Some(Exit::ClientDropped),
+                Step::Frame(Some(Err(ProtocolError::Overflow))) => {
+                    self.violation(ViolationKind::PayloadTooLarge, "frame larger than 1 MiB");
+                    Some(Exit::Close(4002, "payload too large".to_owned()))
+                }
+                Step::Frame(Some(Err(_))) => {
+                    Some(Exit::Close(1002, "websocket protocol error".to_owned()))
+                }
+                Step::Frame(Some(Ok(frame))) => self.on_frame(frame),
+                Step::Control(None) => Some(Exit::Close(1001, "server stopping".to_owned())),
+                Step::Control(Some(control)) => self.on_control(control),
+                Step::Permit(Err(_)) => Some(Exit::ClientDropped),
+                Step::Permit(Ok(permit)) => {
+                    if let Some((chunk, _)) = self.out_queue.pop_front() {
+                        self.out_bytes -= chunk.len();
+                        permit.send(chunk);
+                    }
+                    None
+                }
+                Step::Wake => {
+                    self.outbox_pending = true;
+                    None
+                }
+                Step::Timer => self.on_timer(Instant::now()),
+            };
+            if let Some(exit) = exit {
+                return exit;
+            }
+            if self.heartbeat_overdue && self.heartbeat_deadline <= Instant::now() {
+                // Give whatever the client sent one more chance to be read
+                // (the runtime polls the socket before this task runs again).
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Halves the batch when a step overran its budget, grows it back when
+    /// steps are cheap.
+    pub(super) fn adapt_batch(&mut self, encoded: usize, took: Duration) {
+        if took > STEP_BUDGET {
+            self.batch = (encoded / 2).max(1);
+        } else if took < STEP_BUDGET / 2 && encoded >= self.batch {
+            self.batch = (self.batch * 2).min(BATCH);
+        }
+    }
+
+    pub(super) fn delay_until(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        match self.delay {
+            Some((delay, until)) if until > now => Some(now + delay),
+            Some(_) => {
+                self.delay = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(super) fn next_deadline(&self, now: Instant) -> Instant {
+        let mut deadline = self.heartbeat_deadline;
+        for t in [
+            self.stall_until,
+            self.reconnect_deadline,
+            self.out_queue.front().and_then(|(_, t)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if t > now {
+                deadline = deadline.min(t);
+            }
+        }
+        deadline.max(now)
+    }
+
+    pub(super) fn on_timer(&mut self, now: Instant) -> Option<Exit> {
+        if self.stall_until.is_some_and(|t| t <= now) {
+            self.stall_until = None;
+        }
+        if self.reconnect_deadline.is_some_and(|t| t <= now) {
+            return Some(Exit::Close(4000, "reconnect requested".to_owned()));
+        }
+        if self.heartbeat_deadline <= now {
+            if !self.heartbeat_overdue {
+                // Not yet: first read everything the client sent.
+                self.heartbeat_overdue = true;
+                return None;
+            }
+            self.violation(
+                ViolationKind::HeartbeatMissed,
+                "no heartbeat within the interval",
+            );
+            let code = self.shared.config.heartbeat_timeout_close_code;
+            return Some(Exit::Close(code, "heartbeat timeout".to_owned()));
+        }
+        None
+    }
+
+    /// Moves encoded bytes into the send queue as one chunk.
+    pub(super) fn seal(&mut self, not_before: Option<Instant>) {
+        if !self.pending.is_empty() {
+            let chunk = self.pending.split().freeze();
+            self.out_bytes += chunk.len();
+            self.out_queue.push_back((chunk, not_before));
+        }
+    }
+
+    pub(super) fn send_raw(&mut self, json: &[u8]) {
+        if let Err(e) = self.encoder.message(&[json], &mut self.pending) {
+            log::error!("{}: {e}", self.id);
+        }
+    }
+
+    pub(super) fn encode_dispatch(&mut self, stored: &Stored) {
+        let mut digits = [0; 20];
+        let seq = transport::write_u64(stored.seq, &mut digits);
+        let parts: [&[u8]; 7] = [
+            b"{\"t\":\"",
+            stored.name.as_bytes(),
+            b"\",\"s\":",
+            seq,
+            b",\"op\":0,\"d\":",
+            &stored.data,
+            b"}",
+        ];
+        if let Err(e) = self.encoder.message(&parts, &mut self.pending) {
+            log::error!("{}: {e}", self.id);
+        }
+    }
+
+    /// Encodes the next batch of the session's outbox; returns how many.
+    pub(super) fn drain_outbox(&mut self) -> usize {
+        let mut items = Vec::new();
+        {
+            let mut state = self.shared.lock();
+            self.outbox_pending = state.take_outbox(self.id, self.batch, &mut items);
+            if let Some(record) = state.observed.connection_mut(self.id) {
+                record.dispatches_sent += items.len() as u64;
+            }
+        }
+        for item in &items {
+            self.encode_dispatch(item);
+        }
+        items.len()
+    }
+
+    pub(super) fn violation(&self, kind: ViolationKind, detail: impl Into<String>) {
+        let at = self.shared.elapsed();
+        self.shared
+            .lock()
+            .violation(kind, Some(self.id), at, detail);
+    }
+
+    pub(super) fn authenticated(&self) -> bool {
+        self.session_id.is_some()
+    }
+
+    pub(super) fn on_frame(&mut self, frame: Frame) -> Option<Exit> {
+        match frame {
+            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_payload(&bytes),
+            Frame::Continuation(item) => match item {
+                Item::FirstText(bytes) | Item::FirstBinary(bytes) => {
+                    self.fragment = Some((true, bytes.to_vec()));
+                    self.check_fragment()
+                }
+                Item::Continue(bytes) => {
+                    if let Some((_, buf)) = self.fragment.as_mut() {
+                        buf.extend_from_slice(&bytes);
+                    }
+                    self.check_fragment()
+                }
+                Item::Last(bytes) => {
+                    let mut buf = self.fragment.take().map(|(_, b)| b).unwrap_or_default();
+                    buf.extend_from_slice(&bytes);
+                    self.on_payload(&buf)
+                }
+            },
+            Frame::Ping(payload) => {
+                transport::pong_frame(&payload, &mut self.pending);
+                None
+            }
+            Frame::Pong(_) => None,
+            Frame::Close(reason) => {
+                let code = reason.map(|r| u16::from(r.code));
+                self.close_received = code;
+                Some(Exit::ClientClosed(code))
+            }
+        }
+    }
+
+    pub(super) fn check_fragment(&mut self) -> Option<Exit> {
+        let too_big = self
+            .fragment
+            .as_ref()
+            .is_some_and(|(_, b)| b.len() > limits::MAX_CLIENT_PAYLOAD_BYTES);
+        if too_big {
+            self.violation(
+                ViolationKind::PayloadTooLarge,
+                "fragmented payload over 4096 bytes",
+            );
+            return Some(Exit::Close(4002, "payload too large".to_owned()));
+        }
+        None
+    }
+
+    pub(super) fn record(&mut self, op: Option<u8>, raw: &[u8]) {
+        let text = String::from_utf8_lossy(raw);
+        let token = self
+            .shared
+            .config
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
+        let json = if !token.is_empty() && text.contains(token.as_str()) {
+            text.replace(token.as_str(), "[redacted]")
+        } else {
+            text.into_owned()
+        };
+        let at = self.shared.elapsed();
+        let max = self.shared.config.max_recorded_payloads;
+        let mut state = self.shared.lock();
+        if let Some(record) = state.observed.connection_mut(self.id) {
+            record.received_count += 1;
+            if record.received.len() < max {
+                record.received.push(ReceivedPayload { op, json, at });
+            }
+        }
+    }
+
+    pub(super) fn on_payload(&mut self, raw: &[u8]) -> Option<Exit> {
+        let now = Instant::now();
+        let config = Arc::clone(&self.shared.config);
+        if now.saturating_duration_since(self.send_window.0) >= config.send_window {
+            self.send_window = (now, 0);
+        }
+        self.send_window.1 += 1;
+        if raw.len() > limits::MAX_CLIENT_PAYLOAD_BYTES {
+            self.record(None, &raw[..256.min(raw.len())]);
+            self.violation(
+                ViolationKind::PayloadTooLarge,
+                format!("payload of {} bytes", raw.len()),
+            );
+            return Some(Exit::Close(4002, "payload too large".to_owned()));
+        }
+        if self.send_window.1 > config.send_limit {
+            self.record(
+                Envelope::peek(&String::from_utf8_lossy(raw))
+                    .ok()
+                    .map(|e| e.op.code()),
+                raw,
+            );
+            self.violation(
+                ViolationKind::SendRateExceeded,
+                format!(
+                    "more than {} payloads in {:?}",
+                    config.send_limit, config.send_window
+                ),
+            );
+            return Some(Exit::Close(4008, "rate limited".to_owned()));
+        }
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.record(None, raw);
+            self.violation(ViolationKind::MalformedPayload, "payload is not UTF-8");
+            return Some(Exit::Close(4002, "decode error".to_owned()));
+        };
+        let envelope = match Envelope::peek(text) {
+            Ok(envelope) => envelope,
+            Err(_) => {
+                self.record(None, raw);
+                self.violation(
+                    ViolationKind::MalformedPayload,
+                    "payload is not a gateway envelope",
+                );
+                return Some(Exit::Close(4002, "decode error".to_owned()));
+            }
+        };
+        let op = envelope.op;
+        self.record(Some(op.code()), raw);
+        if !op.is_sent_by_client() {
+            self.violation(
+                ViolationKind::UnknownOpcode,
+                format!("opcode {}", op.code()),
+            );
+            return Some(Exit::Close(4001, "unknown opcode".to_owned()));
+        }
+        let data: Value = match envelope.data_as::<Option<Value>>() {
+            Ok(data) => data.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        match op {
+            OpCode::Heartbeat => self.on_heartbeat(&data),
+            OpCode::Identify | OpCode::Resume if self.authenticated() => {
+                self.violation(
+                    ViolationKind::AlreadyAuthenticated,
+                    format!("{op} on an authenticated connection"),
+                );
+                Some(Exit::Close(4005, "already authenticated".to_owned()))
+            }
+            OpCode::Identify => self.on_identify(data),
+            OpCode::Resume => self.on_resume(data),
+            _ if !self.authenticated() => {
+                self.violation(
+                    ViolationKind::PayloadBeforeIdentify,
+                    format!("{op} before identify"),
+                );
+                Some(Exit::Close(4003, "not authenticated".to_owned()))
+            }
+            OpCode::PresenceUpdate => self.on_presence(&data, now),
+            OpCode::VoiceStateUpdate => self.on_voice_state(data),
+            OpCode::RequestGuildMembers => self.on_request_members(data, now),
+            OpCode::RequestSoundboardSounds => self.on_soundboard(data),
+            OpCode::RequestChannelInfo => self.on_channel_info(data),
+            _ => {
+                self.violation(
+                    ViolationKind::UnknownOpcode,
+                    format!("opcode {}", op.code()),
+                );
+                Some(Exit::Close(4001, "unknown opcode".to_owned()))
+            }
+        }
+    }
+
+    pub(super) fn invalid(&self, what: &str) -> Option<Exit> {
+        self.violation(
+            ViolationKind::InvalidPayload,
+            format!("invalid {what} payload"),
+        );
+        Some(Exit::Close(4001, format!("invalid {what} payload")))
+    }
+
+    pub(super) fn token_ok(&self, token: &str) -> bool {
+        // Discord also accepts the REST form `Bot <token>` in Identify and
+        // Resume (twilight-gateway sends it).
+        let token = token.strip_prefix("Bot ").unwrap_or(token);
+        self.shared
+            .config
+            .token
+            .as_ref()
+            .is_ok_and(|t| t.expose() == token)
+    }
+
+    pub(super) fn send_invalid_session(&mut self, resumable: bool) -> Option<Exit> {
+        let frame = format!(r#"{{"t":null,"s":null,"op":9,"d":{resumable}}}"#);
+        self.send_raw(frame.as_bytes());
+        self.shared
+            .config
+            .invalid_session_closes
+            .then(|| Exit::Close(4000, "invalid session".to_owned()))
+    }
+
+    /// The guild index if `guild_id` exists and belongs to this shard.
+    pub(super) fn own_guild(&self, world: &crate::world::World, guild_id: u64) -> Option<usize> {
+        let shard = self.shard?;
+        let index = world.guild_index(guild_id)?;
+        (discore_protocol::shard_for_guild(guild_id, shard[1]) == shard[0]).then_some(index)
+    }
+}
