@@ -1,32 +1,16 @@
 //! A dispatch ready to route: its name, its pre-encoded data, the variant
-//! with message content blanked, and the intent it needs (digest §12).
+//! with message content blanked, and the intent it needs (<https://discord.com/developers/docs/events/gateway#gateway-intents>).
 
+use crate::intents::{
+    AUTO_MODERATION_CONFIGURATION, AUTO_MODERATION_EXECUTION, DIRECT_MESSAGE_POLLS,
+    DIRECT_MESSAGE_REACTIONS, DIRECT_MESSAGE_TYPING, DIRECT_MESSAGES, GUILD_EXPRESSIONS,
+    GUILD_INTEGRATIONS, GUILD_INVITES, GUILD_MEMBERS, GUILD_MESSAGE_POLLS, GUILD_MESSAGE_REACTIONS,
+    GUILD_MESSAGE_TYPING, GUILD_MESSAGES, GUILD_MODERATION, GUILD_PRESENCES,
+    GUILD_SCHEDULED_EVENTS, GUILD_VOICE_STATES, GUILD_WEBHOOKS, GUILDS, MESSAGE_CONTENT,
+};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
-
-// Intent bits (digest §12).
-pub(crate) const GUILDS: u64 = 1;
-pub(crate) const GUILD_MEMBERS: u64 = 1 << 1;
-const GUILD_MODERATION: u64 = 1 << 2;
-const GUILD_EXPRESSIONS: u64 = 1 << 3;
-const GUILD_INTEGRATIONS: u64 = 1 << 4;
-const GUILD_WEBHOOKS: u64 = 1 << 5;
-const GUILD_INVITES: u64 = 1 << 6;
-pub(crate) const GUILD_VOICE_STATES: u64 = 1 << 7;
-pub(crate) const GUILD_PRESENCES: u64 = 1 << 8;
-pub(crate) const GUILD_MESSAGES: u64 = 1 << 9;
-const GUILD_MESSAGE_REACTIONS: u64 = 1 << 10;
-const GUILD_MESSAGE_TYPING: u64 = 1 << 11;
-const DIRECT_MESSAGES: u64 = 1 << 12;
-const DIRECT_MESSAGE_REACTIONS: u64 = 1 << 13;
-const DIRECT_MESSAGE_TYPING: u64 = 1 << 14;
-pub(crate) const MESSAGE_CONTENT: u64 = 1 << 15;
-const GUILD_SCHEDULED_EVENTS: u64 = 1 << 16;
-const AUTO_MODERATION_CONFIGURATION: u64 = 1 << 20;
-const AUTO_MODERATION_EXECUTION: u64 = 1 << 21;
-const GUILD_MESSAGE_POLLS: u64 = 1 << 24;
-const DIRECT_MESSAGE_POLLS: u64 = 1 << 25;
 
 /// The intent an event needs, or 0 when it is always sent. `in_guild` picks
 /// between the guild and the direct-message intent of message events.
@@ -161,7 +145,7 @@ impl Event {
     }
 }
 
-/// The MESSAGE_CONTENT rule (digest §12): without the intent, `content`,
+/// The MESSAGE_CONTENT rule (<https://discord.com/developers/docs/events/gateway#gateway-intents>): without the intent, `content`,
 /// `embeds`, `attachments` and `components` arrive empty and `poll` is
 /// omitted, except for the app's own messages, DMs, and messages that
 /// mention the app. Returns the blanked copy, or `None` when exempt.

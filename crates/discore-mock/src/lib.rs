@@ -43,6 +43,7 @@ mod control;
 mod error;
 mod event;
 mod gateway;
+mod intents;
 mod observe;
 mod payloads;
 mod rest;

@@ -8,7 +8,7 @@ use crate::{
     observe::{InteractionCallbackRecord, RestRecord},
     payloads::Author,
     state::{Control, RestBucket, Shared},
-    traffic::TrafficConfig,
+    traffic::{Traffic, TrafficConfig},
     world::ChannelKind,
 };
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, http::StatusCode, web};
@@ -536,7 +536,11 @@ async fn add_guilds(shared: SharedData, body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "added": added, "shards": state.recommended_shards() }))
 }
 
-async fn start_traffic(shared: SharedData, body: web::Bytes) -> HttpResponse {
+async fn start_traffic(
+    shared: SharedData,
+    traffic: web::Data<Traffic>,
+    body: web::Bytes,
+) -> HttpResponse {
     let config: TrafficConfig = if body.is_empty() {
         TrafficConfig::default()
     } else {
@@ -545,12 +549,12 @@ async fn start_traffic(shared: SharedData, body: web::Bytes) -> HttpResponse {
             Err(response) => return response,
         }
     };
-    shared.start_traffic(config);
+    traffic.start(shared.get_ref(), config);
     HttpResponse::NoContent().finish()
 }
 
-async fn stop_traffic(shared: SharedData) -> HttpResponse {
-    shared.stop_traffic();
+async fn stop_traffic(traffic: web::Data<Traffic>) -> HttpResponse {
+    traffic.stop();
     HttpResponse::NoContent().finish()
 }
 

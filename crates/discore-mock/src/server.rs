@@ -9,14 +9,14 @@ use crate::{
     payloads::{self, Author},
     rest,
     state::{Control, Delivery, Shared},
-    traffic::{self, TrafficConfig},
+    traffic::{Traffic, TrafficConfig},
     world::ChannelKind,
 };
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use serde_json::Value;
 use std::{
     net::SocketAddr,
-    sync::{Arc, PoisonError},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::sync::oneshot;
@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 #[derive(Clone)]
 pub struct MockServer {
     shared: Arc<Shared>,
+    traffic: Arc<Traffic>,
     handle: ServerHandle,
 }
 
@@ -118,16 +119,23 @@ impl MockServer {
         let bind = config.bind;
         let workers = config.workers;
         let shared = Arc::new(Shared::new(config));
+        let traffic = Arc::new(Traffic::default());
         let data = web::Data::new(Arc::clone(&shared));
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-            .workers(workers)
-            .disable_signals()
-            .shutdown_timeout(2)
-            .client_disconnect_timeout(Duration::from_millis(250))
-            .max_connections(50_000)
-            .backlog(4096)
-            .bind(bind)
-            .map_err(MockError::Bind)?;
+        let traffic_data = web::Data::from(Arc::clone(&traffic));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(traffic_data.clone())
+                .configure(routes)
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .client_disconnect_timeout(Duration::from_millis(250))
+        .max_connections(50_000)
+        .backlog(4096)
+        .bind(bind)
+        .map_err(MockError::Bind)?;
         let addr = server
             .addrs()
             .first()
@@ -138,7 +146,11 @@ impl MockServer {
         let handle = server.handle();
         actix_rt::spawn(server);
         log::info!("discore-mock listening on {addr}");
-        Ok(Self { shared, handle })
+        Ok(Self {
+            shared,
+            traffic,
+            handle,
+        })
     }
 
     /// The bound address.
@@ -377,12 +389,12 @@ impl MockServer {
 
     /// Starts the traffic generator (replacing a running one).
     pub fn start_traffic(&self, config: TrafficConfig) {
-        self.shared.start_traffic(config);
+        self.traffic.start(&self.shared, config);
     }
 
     /// Stops the traffic generator.
     pub fn stop_traffic(&self) {
-        self.shared.stop_traffic();
+        self.traffic.stop();
     }
 
     /// Sends `count` MESSAGE_CREATE dispatches to each selected connection
@@ -455,7 +467,7 @@ impl MockServer {
         Some(
             state
                 .world
-                .guild_create(g, crate::event::GUILD_PRESENCES, 250),
+                .guild_create(g, crate::intents::GUILD_PRESENCES, 250),
         )
     }
 
@@ -473,18 +485,6 @@ impl MockServer {
 }
 
 impl Shared {
-    pub(crate) fn start_traffic(self: &Arc<Self>, config: TrafficConfig) {
-        let stop = traffic::start(Arc::clone(self), config);
-        *self.traffic.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
-    }
-
-    pub(crate) fn stop_traffic(&self) {
-        self.traffic
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
-
     pub(crate) fn create_message(
         &self,
         channel_id: u64,

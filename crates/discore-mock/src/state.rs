@@ -10,6 +10,7 @@ use crate::{
     config::{BadSequenceBehaviour, MockConfig},
     control::{Fault, Target},
     event::Event,
+    intents,
     observe::{
         ConnectionEnd, ConnectionId, IdentifyOutcome, IdentifyRecord, Observed, ResumeOutcome,
         ResumeRecord, SessionRecord, Violation, ViolationKind,
@@ -18,7 +19,7 @@ use crate::{
     world::World,
 };
 use bytes::Bytes;
-use discore_protocol::{CloseAction, CloseCode, intents::DOCUMENTED_INTENT_BITS, shard_for_guild};
+use discore_protocol::{CloseAction, CloseCode, shard_for_guild};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
@@ -31,7 +32,6 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<MockConfig>,
     pub(crate) started: Instant,
     pub(crate) addr: OnceLock<std::net::SocketAddr>,
-    pub(crate) traffic: Mutex<Option<crate::traffic::TrafficStop>>,
     state: Mutex<State>,
 }
 
@@ -44,7 +44,6 @@ impl Shared {
             config,
             started: now,
             addr: OnceLock::new(),
-            traffic: Mutex::new(None),
         }
     }
 
@@ -211,14 +210,7 @@ pub(crate) struct State {
 
 impl State {
     fn new(config: Arc<MockConfig>, now: Instant) -> Self {
-        let mut flags = 0;
-        let granted = config.granted_intents.bits();
-        // GATEWAY_PRESENCE, GATEWAY_GUILD_MEMBERS, GATEWAY_MESSAGE_CONTENT.
-        for (intent, flag) in [(1 << 8, 1 << 12), (1 << 1, 1 << 14), (1 << 15, 1 << 18)] {
-            if granted & intent != 0 {
-                flags |= flag;
-            }
-        }
+        let flags = intents::application_flags(config.granted_intents.bits());
         let world = World::new(
             config.seed,
             config.guilds,
@@ -460,11 +452,10 @@ impl State {
                 Some(ViolationKind::AuthenticationFailed),
             );
         }
-        if request.intents & !DOCUMENTED_INTENT_BITS != 0 {
+        if request.intents & !intents::DOCUMENTED != 0 {
             return close(self, 4013, "invalid intent(s)", None);
         }
-        let privileged = discore_protocol::intents::PRIVILEGED_INTENTS.bits();
-        if request.intents & privileged & !self.config.granted_intents.bits() != 0 {
+        if request.intents & intents::PRIVILEGED & !self.config.granted_intents.bits() != 0 {
             return close(self, 4014, "disallowed intent(s)", None);
         }
         if shard64[1] == 0 || shard64[0] >= shard64[1] || shard64[1] > u64::from(u32::MAX) {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -78,13 +78,33 @@ impl TrafficConfig {
     }
 }
 
-/// Stops a running generator when told or dropped.
+/// Stops a running generator when dropped.
 #[derive(Debug)]
-pub(crate) struct TrafficStop(Arc<AtomicBool>);
+struct TrafficStop(Arc<AtomicBool>);
 
 impl Drop for TrafficStop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The server's traffic generator: at most one runs; starting another stops
+/// the one before. Owned by the server (its handle and its control
+/// endpoints), which the state knows nothing of.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic(Mutex<Option<TrafficStop>>);
+
+impl Traffic {
+    /// Starts the generator on the current actix arbiter, replacing a
+    /// running one.
+    pub(crate) fn start(&self, shared: &Arc<Shared>, config: TrafficConfig) {
+        let stop = start(Arc::clone(shared), config);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
+    }
+
+    /// Stops the generator, if one runs.
+    pub(crate) fn stop(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
@@ -135,7 +155,7 @@ fn event(world: &World, guild: usize, mix: &TrafficMix, counter: u64, roll: u64)
 }
 
 /// Starts the generator on the current actix arbiter.
-pub(crate) fn start(shared: Arc<Shared>, config: TrafficConfig) -> TrafficStop {
+fn start(shared: Arc<Shared>, config: TrafficConfig) -> TrafficStop {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let tick = Duration::from_millis(config.tick_millis.max(1));

@@ -548,7 +548,7 @@ impl World {
         let id = self.guild_id(guild);
         let member_count = u64::from(self.members_per_guild) + 1;
         let large = member_count > large_threshold;
-        let presences_intent = intents & (1 << 8) != 0;
+        let presences_intent = intents & crate::intents::GUILD_PRESENCES != 0;
         let mut members = vec![self.bot_member(guild, true)];
         let mut presences = Vec::new();
         if presences_intent {

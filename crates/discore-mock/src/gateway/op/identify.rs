@@ -64,7 +64,7 @@ impl Connection {
                     .map(|g| {
                         let data = world.guild_create(*g, identify.intents, large_threshold);
                         Event {
-                            intent: crate::event::GUILDS,
+                            intent: crate::intents::GUILDS,
                             ..Event::plain("GUILD_CREATE", &data, Some(world.guild_id(*g)))
                         }
                     })

@@ -6,7 +6,8 @@ use crate::gateway::{
     inbound::{LooseId, OneOrMany, RequestMembersData},
 };
 use crate::{
-    event::{Event, GUILD_MEMBERS, GUILD_PRESENCES},
+    event::Event,
+    intents::{GUILD_MEMBERS, GUILD_PRESENCES},
     observe::ViolationKind,
     payloads,
     world::Status,

@@ -5,11 +5,7 @@ use crate::gateway::{
     connection::{Connection, Exit},
     inbound::VoiceStateData,
 };
-use crate::{
-    event::{Event, GUILD_VOICE_STATES},
-    payloads,
-    world::ChannelKind,
-};
+use crate::{event::Event, intents::GUILD_VOICE_STATES, payloads, world::ChannelKind};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
