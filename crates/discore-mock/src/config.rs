@@ -1,14 +1,18 @@
 //! The emulator's configuration: a `#[must_use]` builder whose methods
 //! document their defaults.
 
-use discore_protocol::{Intents, Token, intents::PRIVILEGED_INTENTS, limits};
+use crate::{
+    intents, limits,
+    token::{BotToken, InvalidToken},
+};
 use std::{
     net::{Ipv4Addr, SocketAddr},
     time::Duration,
 };
+use twilight_model::gateway::Intents;
 
 /// What the emulator does when a Resume carries a sequence number beyond the
-/// last one it sent (protocol digest §15.8).
+/// last one it wrote to the session's connections.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadSequenceBehaviour {
@@ -48,7 +52,8 @@ pub struct RestRateLimit {
 #[derive(Clone, Debug)]
 pub struct MockConfig {
     pub(crate) bind: SocketAddr,
-    pub(crate) token: Result<Token, discore_protocol::InvalidToken>,
+    pub(crate) resume_bind: SocketAddr,
+    pub(crate) token: Result<BotToken, InvalidToken>,
     pub(crate) seed: u64,
     pub(crate) guilds: u64,
     pub(crate) members_per_guild: u32,
@@ -93,7 +98,8 @@ impl MockConfig {
     pub fn new() -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            token: Token::new("mock-token"),
+            resume_bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            token: BotToken::new("mock-token"),
             seed: 0x00D1_5C0E,
             guilds: 3,
             members_per_guild: 8,
@@ -112,7 +118,7 @@ impl MockConfig {
             presence_limit: limits::PRESENCE_LIMIT,
             presence_window: limits::PRESENCE_WINDOW,
             session_keep_alive: Duration::from_secs(180),
-            granted_intents: PRIVILEGED_INTENTS,
+            granted_intents: Intents::from_bits_truncate(intents::PRIVILEGED),
             invalid_session_closes: false,
             bad_sequence: BadSequenceBehaviour::Close4007,
             replay_buffer: 10_000,
@@ -131,7 +137,8 @@ impl MockConfig {
         }
     }
 
-    /// The address to listen on. Default `127.0.0.1:0` (a free port).
+    /// The address of the discovery listener: the gateway URL `/gateway`
+    /// hands out, and REST. Default `127.0.0.1:0` (a free port).
     ///
     /// Only loopback addresses make sense: the emulator is a local test tool.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
@@ -139,11 +146,20 @@ impl MockConfig {
         self
     }
 
+    /// The address of the resume listener, READY's `resume_gateway_url`.
+    /// Default `127.0.0.1:0` (a free port). Discord's resume URL is a host
+    /// of its own; so is the emulator's, and a connection that came in on
+    /// it is a connection to the resume URL.
+    pub fn resume_bind(mut self, addr: SocketAddr) -> Self {
+        self.resume_bind = addr;
+        self
+    }
+
     /// The bot token: raw in Identify and Resume, `Bot <token>` in REST.
     /// Default `"mock-token"`. An empty token or one with whitespace makes
     /// [`MockServer::start`](crate::MockServer::start) fail.
     pub fn token(mut self, token: impl AsRef<str>) -> Self {
-        self.token = Token::new(token);
+        self.token = BotToken::new(token);
         self
     }
 
@@ -258,17 +274,17 @@ impl MockConfig {
     /// The privileged intents the application is granted; asking for others
     /// closes with 4014. Non-privileged bits are ignored here. Default all
     /// three (GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT).
-    pub fn granted_intents(mut self, intents: Intents) -> Self {
-        self.granted_intents = intents & PRIVILEGED_INTENTS;
+    pub fn granted_intents(mut self, granted: Intents) -> Self {
+        self.granted_intents = Intents::from_bits_truncate(granted.bits() & intents::PRIVILEGED);
         self
     }
 
     /// Whether READY's `resume_gateway_url` names the session:
-    /// `ws://127.0.0.1:PORT/resume/<session id>` instead of the shared
-    /// `/resume/`. Default `false`. Discord hands out per-session resume
-    /// hosts; here it lets a test tell which session (and so which shard)
-    /// every connection attempt to a resume URL belongs to, refused ones
-    /// included (see `Observed::refused_upgrades`).
+    /// `ws://127.0.0.1:PORT/<session id>` on the resume listener instead of
+    /// the bare `ws://127.0.0.1:PORT`. Default `false`. Discord hands out
+    /// per-session resume hosts; here it lets a test tell which session (and
+    /// so which shard) every connection attempt to a resume URL belongs to,
+    /// refused ones included (see `Observed::refused_upgrades`).
     pub fn session_resume_urls(mut self, enabled: bool) -> Self {
         self.session_resume_urls = enabled;
         self

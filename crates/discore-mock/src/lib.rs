@@ -44,25 +44,29 @@ mod error;
 mod event;
 mod gateway;
 mod intents;
+mod limits;
 mod observe;
+mod opcode;
 mod payloads;
+mod rate;
 mod rest;
 mod server;
 mod state;
+mod token;
 mod traffic;
 mod transport;
 mod world;
 
 pub use config::{BadSequenceBehaviour, MockConfig, RestRateLimit};
 pub use control::{Fault, Target};
-pub use discore_protocol::Intents;
 pub use error::{MockError, WaitTimeout};
 pub use observe::{
     Compression, ConnectionEnd, ConnectionId, ConnectionRecord, HeartbeatRecord, IdentifyOutcome,
-    IdentifyRecord, InteractionCallbackRecord, MAX_RECORDS, Observed, ReceivedPayload,
+    IdentifyRecord, InteractionCallbackRecord, MAX_RECORDS, Observed, Quirk, ReceivedPayload,
     RefusedUpgrade, RestRecord, ResumeOutcome, ResumeRecord, SessionRecord, Violation,
     ViolationKind,
 };
 pub use server::{CreatedInteraction, FloodHandle, FloodReport, MockServer};
 pub use state::Delivery;
 pub use traffic::{TrafficConfig, TrafficMix};
+pub use twilight_model::gateway::Intents;

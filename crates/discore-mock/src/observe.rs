@@ -100,6 +100,23 @@ pub enum ViolationKind {
     MembersIntentRequired,
 }
 
+/// A payload shape Discord accepts though its documentation describes
+/// another: an unknown field, a deprecated name, a value in a form some
+/// library sends (serenity's `since` as an object, discord.py's `game`).
+/// The emulator reads it as Discord does and notes it here; it is not a
+/// violation and closes nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Quirk {
+    /// The connection it came on.
+    pub connection: ConnectionId,
+    /// The opcode of the payload, when it had one.
+    pub op: Option<u8>,
+    /// What was unusual about it.
+    pub detail: String,
+    /// Time since the server started.
+    pub at: Duration,
+}
+
 /// One violation, with where and when it happened.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Violation {
@@ -146,10 +163,12 @@ pub enum ConnectionEnd {
 pub struct ConnectionRecord {
     /// The connection id.
     pub id: ConnectionId,
-    /// The URL path used: `/`, `/resume/`, or `/resume/<session id>` (see
-    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)).
+    /// The URL path used: `/` (or `//`), or on the resume listener with
+    /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)
+    /// `/<session id>`.
     pub path: String,
-    /// Whether the path was READY's `resume_gateway_url`.
+    /// Whether it came in on the resume listener (READY's
+    /// `resume_gateway_url`).
     pub on_resume_url: bool,
     /// The raw query string.
     pub query: String,
@@ -173,6 +192,14 @@ pub struct ConnectionRecord {
     pub received_count: u64,
     /// Dispatches (op 0) written to this connection.
     pub dispatches_sent: u64,
+    /// The first dispatch sequence handed to this connection's socket.
+    #[serde(default)]
+    pub first_sequence_written: Option<u64>,
+    /// The last dispatch sequence handed to this connection's socket: a
+    /// dispatch with a later sequence never left on it (held by a fault, or
+    /// queued when it ended), whatever the session did.
+    #[serde(default)]
+    pub last_sequence_written: Option<u64>,
     /// The close code the emulator sent.
     pub close_sent: Option<u16>,
     /// The close code the client sent.
@@ -188,7 +215,7 @@ impl ConnectionRecord {
     /// The session the resume URL of this connection names, with
     /// [`session_resume_urls`](crate::MockConfig::session_resume_urls).
     pub fn resume_url_session(&self) -> Option<&str> {
-        resume_path_session(&self.path)
+        resume_path_session(&self.path).filter(|_| self.on_resume_url)
     }
 
     /// The opcodes received, in order.
@@ -201,11 +228,11 @@ impl ConnectionRecord {
 /// server stopping): a connection attempt that never became a connection.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RefusedUpgrade {
-    /// The URL path asked for: `/`, `/resume/`, or with
+    /// The URL path asked for: `/`, or on the resume listener with
     /// [`session_resume_urls`](crate::MockConfig::session_resume_urls)
-    /// `/resume/<session id>`.
+    /// `/<session id>`.
     pub path: String,
-    /// Whether the path was a resume URL.
+    /// Whether it came to the resume listener.
     pub on_resume_url: bool,
     /// Time since the server started.
     pub at: Duration,
@@ -215,13 +242,13 @@ impl RefusedUpgrade {
     /// The session the resume URL names, with
     /// [`session_resume_urls`](crate::MockConfig::session_resume_urls).
     pub fn session_id(&self) -> Option<&str> {
-        resume_path_session(&self.path)
+        resume_path_session(&self.path).filter(|_| self.on_resume_url)
     }
 }
 
-/// The session id in a `/resume/<session id>` path.
-pub(crate) fn resume_path_session(path: &str) -> Option<&str> {
-    path.strip_prefix("/resume/").filter(|id| !id.is_empty())
+/// The session id in a `/<session id>` path of the resume listener.
+fn resume_path_session(path: &str) -> Option<&str> {
+    Some(path.trim_matches('/')).filter(|id| !id.is_empty())
 }
 
 /// What became of an Identify.
@@ -288,6 +315,12 @@ pub struct ResumeRecord {
     pub at: Duration,
     /// What happened.
     pub outcome: ResumeOutcome,
+    /// The first sequence replayed on this connection, when any was.
+    #[serde(default)]
+    pub replayed_from: Option<u64>,
+    /// The last sequence replayed on this connection, when any was.
+    #[serde(default)]
+    pub replayed_to: Option<u64>,
 }
 
 /// One heartbeat a client sent.
@@ -379,6 +412,10 @@ pub struct Observed {
     pub heartbeats: Vec<HeartbeatRecord>,
     /// Protocol violations, in order (the last [`MAX_RECORDS`]).
     pub violations: Vec<Violation>,
+    /// Shapes Discord accepts that its documentation does not describe, in
+    /// order (the last [`MAX_RECORDS`]).
+    #[serde(default)]
+    pub quirks: Vec<Quirk>,
     /// Sessions, alive or not (all of them, up to [`MAX_RECORDS`]; then
     /// ended ones make room).
     pub sessions: Vec<SessionRecord>,

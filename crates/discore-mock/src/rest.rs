@@ -56,12 +56,13 @@ fn error(status: StatusCode, message: &str, code: u32) -> HttpResponse {
     HttpResponseBuilder::new(status).json(json!({ "message": message, "code": code }))
 }
 
+/// Discord's answer to a route it does not have.
+pub(crate) fn not_found_response() -> HttpResponse {
+    error(StatusCode::NOT_FOUND, "404: Not Found", 0)
+}
+
 pub(crate) async fn not_found(req: HttpRequest, shared: SharedData) -> HttpResponse {
-    finish(
-        &shared,
-        &req,
-        error(StatusCode::NOT_FOUND, "404: Not Found", 0),
-    )
+    finish(&shared, &req, not_found_response())
 }
 
 /// Rate-limit headers for one response of a bucket.
@@ -97,17 +98,15 @@ fn admit(
     auth: bool,
 ) -> Result<Option<RateHeaders>, HttpResponse> {
     if auth {
-        let expected = shared
-            .config
-            .token
-            .as_ref()
-            .map(discore_protocol::Token::authorization_header)
-            .ok();
         let given = req
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        if expected.is_none() || given != expected.as_deref() {
+        let authorized = match (&shared.config.token, given) {
+            (Ok(token), Some(given)) => token.matches_authorization(given),
+            _ => false,
+        };
+        if !authorized {
             return Err(error(StatusCode::UNAUTHORIZED, "401: Unauthorized", 0));
         }
     }
@@ -272,7 +271,7 @@ fn create_message_inner(
             50006,
         );
     }
-    if content.chars().count() > 2000 {
+    if content.chars().count() > crate::limits::MAX_MESSAGE_CONTENT {
         return error(StatusCode::BAD_REQUEST, "Invalid Form Body", 50035);
     }
     match shared.create_message(channel_id, content, Author::Bot) {
@@ -380,6 +379,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpResponse> {
 async fn observed(shared: SharedData) -> HttpResponse {
     let mut state = shared.lock();
     state.purge(Instant::now());
+    state.refresh_written();
     HttpResponse::Ok().json(&state.observed)
 }
 

@@ -89,10 +89,6 @@ pub struct CreatedInteraction {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(crate::gateway::upgrade))
-        .route("/resume", web::get().to(crate::gateway::upgrade))
-        .route("/resume/", web::get().to(crate::gateway::upgrade))
-        .route("/resume/{session}", web::get().to(crate::gateway::upgrade));
     for version in ["/api/v10", "/api/v9"] {
         cfg.service(
             web::scope(version)
@@ -101,6 +97,13 @@ fn routes(cfg: &mut web::ServiceConfig) {
         );
     }
     cfg.service(web::scope("/_mock").configure(rest::control_routes));
+    // Gateway URLs: `/` and `//` on both listeners, `/{session}` on the
+    // resume listener (the handler tells them apart).
+    cfg.route("/", web::get().to(crate::gateway::upgrade))
+        .route("//", web::get().to(crate::gateway::upgrade))
+        .route("/{session}", web::get().to(crate::gateway::upgrade))
+        .route("/{session}/", web::get().to(crate::gateway::upgrade))
+        .default_service(web::to(rest::not_found));
 }
 
 impl MockServer {
@@ -117,6 +120,7 @@ impl MockServer {
             return Err(MockError::InvalidConfig(e.to_string()));
         }
         let bind = config.bind;
+        let resume_bind = config.resume_bind;
         let workers = config.workers;
         let shared = Arc::new(Shared::new(config));
         let traffic = Arc::new(Traffic::default());
@@ -135,13 +139,15 @@ impl MockServer {
         .max_connections(50_000)
         .backlog(4096)
         .bind(bind)
+        .map_err(MockError::Bind)?
+        .bind(resume_bind)
         .map_err(MockError::Bind)?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| MockError::Bind(std::io::Error::other("no address bound")))?;
+        let (addr, resume_addr) = match server.addrs().as_slice() {
+            [addr, resume_addr] => (*addr, *resume_addr),
+            _ => return Err(MockError::Bind(std::io::Error::other("no address bound"))),
+        };
         let _ = shared.addr.set(addr);
+        let _ = shared.resume_addr.set(resume_addr);
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
@@ -153,7 +159,7 @@ impl MockServer {
         })
     }
 
-    /// The bound address.
+    /// The discovery listener's address (gateway URL, REST, `/_mock`).
     pub fn addr(&self) -> SocketAddr {
         self.shared
             .addr
@@ -162,13 +168,15 @@ impl MockServer {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// The discovery URL (`/gateway`'s `url`): `ws://127.0.0.1:PORT/`.
+    /// The discovery URL (`/gateway`'s `url`), bare as Discord's:
+    /// `ws://127.0.0.1:PORT`.
     pub fn gateway_url(&self) -> String {
         self.shared.gateway_url()
     }
 
-    /// READY's `resume_gateway_url`: `ws://127.0.0.1:PORT/resume/`. It
-    /// reaches the same server; resuming anywhere else is a violation.
+    /// READY's `resume_gateway_url`, bare as Discord's:
+    /// `ws://127.0.0.1:RESUME_PORT`, a listener of its own on the same
+    /// server. Resuming anywhere else is a violation.
     pub fn resume_url(&self) -> String {
         self.shared.resume_url()
     }
@@ -213,6 +221,7 @@ impl MockServer {
     pub fn observed(&self) -> Observed {
         let mut state = self.shared.lock();
         state.purge(Instant::now());
+        state.refresh_written();
         state.observed.clone()
     }
 
@@ -220,6 +229,7 @@ impl MockServer {
     pub fn with_observed<R>(&self, f: impl FnOnce(&Observed) -> R) -> R {
         let mut state = self.shared.lock();
         state.purge(Instant::now());
+        state.refresh_written();
         f(&state.observed)
     }
 
@@ -317,6 +327,21 @@ impl MockServer {
     /// is not JSON (see [`Fault::MalformedDispatchData`]).
     pub fn send_malformed_dispatch_data(&self, target: &Target) -> usize {
         self.fault(target, Fault::MalformedDispatchData)
+    }
+
+    /// Holds (`true`) or releases (`false`) every Resume: a held Resume is
+    /// recorded as received and left unanswered, with its session where it
+    /// was, until resumes are released; then each is judged and answered as
+    /// it would have been. A test holds resumes to make dispatches miss a
+    /// client for certain (they are routed while the client waits) and then
+    /// checks that the Resume replayed them.
+    pub fn hold_resumes(&self, hold: bool) {
+        let mut state = self.shared.lock();
+        state.resumes_held = hold;
+        if !hold {
+            let all = state.resolve(&Target::All);
+            state.send_control(&all, || Control::ReleaseResume);
+        }
     }
 
     /// The next `count` connections get op 7 instead of Hello.

@@ -16,13 +16,16 @@ use crate::{
         ResumeRecord, SessionRecord, Violation, ViolationKind,
     },
     payloads,
-    world::World,
+    world::{World, shard_of},
 };
 use bytes::Bytes;
-use discore_protocol::{CloseAction, CloseCode, shard_for_guild};
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -31,7 +34,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub(crate) struct Shared {
     pub(crate) config: Arc<MockConfig>,
     pub(crate) started: Instant,
-    pub(crate) addr: OnceLock<std::net::SocketAddr>,
+    /// The discovery listener's address (gateway URL and REST).
+    pub(crate) addr: OnceLock<SocketAddr>,
+    /// The resume listener's address (READY's `resume_gateway_url`).
+    pub(crate) resume_addr: OnceLock<SocketAddr>,
     state: Mutex<State>,
 }
 
@@ -44,6 +50,7 @@ impl Shared {
             config,
             started: now,
             addr: OnceLock::new(),
+            resume_addr: OnceLock::new(),
         }
     }
 
@@ -59,15 +66,27 @@ impl Shared {
     }
 
     pub(crate) fn port(&self) -> u16 {
-        self.addr.get().map_or(0, std::net::SocketAddr::port)
+        self.addr.get().map_or(0, SocketAddr::port)
     }
 
+    /// The discovery URL, bare as Discord's: `ws://127.0.0.1:PORT`.
     pub(crate) fn gateway_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.port())
+        format!("ws://{}", self.listener_authority(&self.addr))
     }
 
+    /// The resume URL, bare as Discord's: `ws://127.0.0.1:RESUME_PORT`.
     pub(crate) fn resume_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/resume/", self.port())
+        format!("ws://{}", self.listener_authority(&self.resume_addr))
+    }
+
+    fn listener_authority(&self, addr: &OnceLock<SocketAddr>) -> String {
+        addr.get()
+            .map_or_else(|| "127.0.0.1:0".to_owned(), SocketAddr::to_string)
+    }
+
+    /// Whether a request came in on the resume listener.
+    pub(crate) fn is_resume_listener(&self, local: SocketAddr) -> bool {
+        self.resume_addr.get() == Some(&local)
     }
 }
 
@@ -77,6 +96,36 @@ pub(crate) struct Stored {
     pub(crate) seq: u64,
     pub(crate) name: Arc<str>,
     pub(crate) data: Bytes,
+}
+
+/// The dispatch sequences handed to a socket: the first and the last (0:
+/// none yet). Written by the connection task without the lock, read by the
+/// resume judge and the observations.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Written {
+    /// Records that the sequences `first..=last` went to the socket.
+    pub(crate) fn record(&self, (first, last): (u64, u64)) {
+        let _ = self
+            .first
+            .compare_exchange(0, first, Ordering::Relaxed, Ordering::Relaxed);
+        self.last.fetch_max(last, Ordering::Relaxed);
+    }
+
+    /// The last sequence handed to the socket (0: none).
+    pub(crate) fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    /// The first and the last sequence handed to the socket, if any was.
+    pub(crate) fn range(&self) -> Option<(u64, u64)> {
+        let first = self.first.load(Ordering::Relaxed);
+        (first > 0).then(|| (first, self.last()))
+    }
 }
 
 /// One gateway session.
@@ -91,6 +140,8 @@ pub(crate) struct Session {
     pub(crate) connection: Option<ConnectionId>,
     pub(crate) outbox: VecDeque<Stored>,
     pub(crate) expires_at: Option<Instant>,
+    /// What its connections wrote: a Resume may not name a later sequence.
+    pub(crate) written: Arc<Written>,
 }
 
 impl Session {
@@ -99,7 +150,7 @@ impl Session {
     }
 
     fn owns_guild(&self, guild: u64) -> bool {
-        shard_for_guild(guild, self.shard[1]) == self.shard[0]
+        shard_of(guild, self.shard[1]) == self.shard[0]
     }
 
     /// Assigns the next sequence number, keeps the dispatch for replay and
@@ -123,6 +174,8 @@ impl Session {
 #[derive(Debug)]
 pub(crate) enum Control {
     Fault(Fault),
+    /// Answer the Resume held while resumes were held.
+    ReleaseResume,
     Flood {
         count: u64,
         done: oneshot::Sender<u64>,
@@ -136,6 +189,8 @@ pub(crate) struct ConnHandle {
     pub(crate) control: mpsc::UnboundedSender<Control>,
     pub(crate) session: Option<String>,
     pub(crate) shard: Option<[u32; 2]>,
+    /// The sequences its task handed to the socket.
+    pub(crate) written: Arc<Written>,
 }
 
 /// Where one dispatch went.
@@ -164,15 +219,22 @@ pub(crate) enum IdentifyResult {
     InvalidSession,
     Ready {
         session_id: String,
+        shard: [u32; 2],
         guilds: Vec<usize>,
         world: Arc<World>,
+        written: Arc<Written>,
     },
 }
 
 pub(crate) enum ResumeResult {
     Close(u16, &'static str),
     InvalidSession,
-    Resumed { session_id: String, shard: [u32; 2] },
+    Resumed {
+        session_id: String,
+        shard: [u32; 2],
+        intents: u64,
+        written: Arc<Written>,
+    },
 }
 
 /// An interaction dispatched by the emulator, awaiting its callback.
@@ -206,6 +268,9 @@ pub(crate) struct State {
     pub(crate) message_counter: u64,
     pub(crate) interaction_counter: u64,
     pub(crate) stopping: bool,
+    /// Resumes wait unanswered until released (see
+    /// [`MockServer::hold_resumes`](crate::MockServer::hold_resumes)).
+    pub(crate) resumes_held: bool,
 }
 
 impl State {
@@ -236,6 +301,7 @@ impl State {
             message_counter: 0,
             interaction_counter: 0,
             stopping: false,
+            resumes_held: false,
             config,
         }
     }
@@ -284,6 +350,19 @@ impl State {
         (self.world.guilds.len() as u64)
             .div_ceil(self.config.max_guilds_per_shard)
             .max(1)
+    }
+
+    /// Brings the records of open connections up to date with what their
+    /// tasks wrote (they do so without the lock).
+    pub(crate) fn refresh_written(&mut self) {
+        for (id, handle) in &self.connections {
+            if let Some((first, last)) = handle.written.range()
+                && let Some(record) = self.observed.connection_mut(*id)
+            {
+                record.first_sequence_written = Some(first);
+                record.last_sequence_written = Some(last);
+            }
+        }
     }
 
     /// Marks expired sessions dead.
@@ -386,7 +465,7 @@ impl State {
                 Target::All => true,
                 Target::Shard(shard) => c.shard.is_some_and(|s| s[0] == *shard),
                 Target::Connection(want) => *id == want,
-                Target::Guild(g) => c.shard.is_some_and(|s| shard_for_guild(*g, s[1]) == s[0]),
+                Target::Guild(g) => c.shard.is_some_and(|s| shard_of(*g, s[1]) == s[0]),
             })
             .map(|(id, _)| *id)
             .collect();
@@ -494,6 +573,7 @@ impl State {
 
         self.session_counter += 1;
         let session_id = payloads::hex_id(self.config.seed, self.session_counter);
+        let written = Arc::new(Written::default());
         self.sessions.insert(
             session_id.clone(),
             Session {
@@ -506,6 +586,7 @@ impl State {
                 connection: Some(connection),
                 outbox: VecDeque::new(),
                 expires_at: None,
+                written: Arc::clone(&written),
             },
         );
         crate::observe::push_bounded_if(
@@ -525,7 +606,7 @@ impl State {
         self.attach(connection, &session_id, shard);
         let session_resume_url;
         let resume_url = if self.config.session_resume_urls {
-            session_resume_url = format!("{resume_url}{session_id}");
+            session_resume_url = format!("{resume_url}/{session_id}");
             &session_resume_url
         } else {
             resume_url
@@ -541,8 +622,10 @@ impl State {
         self.deliver(&session_id, &Event::plain("READY", &ready, None));
         IdentifyResult::Ready {
             session_id,
+            shard,
             guilds,
             world: Arc::clone(&self.world),
+            written,
         }
     }
 
@@ -579,6 +662,8 @@ impl State {
                     on_resume_url,
                     at,
                     outcome,
+                    replayed_from: None,
+                    replayed_to: None,
                 },
             );
         };
@@ -605,13 +690,13 @@ impl State {
             record(self, ResumeOutcome::InvalidSession);
             return ResumeResult::InvalidSession;
         };
-        if seq > session.seq {
-            let last = session.seq;
+        let written = session.written.last();
+        if seq > written {
             self.violation(
                 ViolationKind::InvalidSequence,
                 Some(connection),
                 at,
-                format!("resume seq {seq} is beyond the last sent {last}"),
+                format!("resume seq {seq} is beyond the last written {written}"),
             );
             return match self.config.bad_sequence {
                 BadSequenceBehaviour::Close4007 => {
@@ -652,6 +737,10 @@ impl State {
             .cloned()
             .collect();
         let replayed = replay.len() as u64;
+        let replayed_range = replay
+            .front()
+            .zip(replay.back())
+            .map(|(a, b)| (a.seq, b.seq));
         session.outbox = replay;
         // RESUMED takes the next sequence number but stays out of the replay
         // buffer (recorded in `resumed_sequences`, so tests can tell the
@@ -665,9 +754,16 @@ impl State {
         session.connection = Some(connection);
         session.expires_at = None;
         let shard = session.shard;
+        let intents = session.intents;
+        let written = Arc::clone(&session.written);
         let sequence = session.seq;
         let number = session.number;
         record(self, ResumeOutcome::Resumed { replayed });
+        if let (Some(resume), Some((from, to))) = (self.observed.resumes.last_mut(), replayed_range)
+        {
+            resume.replayed_from = Some(from);
+            resume.replayed_to = Some(to);
+        }
         if let Some(r) = self.observed.session_mut(number) {
             r.connection = Some(connection);
             r.sequence = sequence;
@@ -677,6 +773,8 @@ impl State {
         ResumeResult::Resumed {
             session_id: session_id.to_owned(),
             shard,
+            intents,
+            written,
         }
     }
 
@@ -711,17 +809,15 @@ impl State {
         if let Some(record) = self.observed.connection_mut(connection) {
             record.end = Some(end);
             record.closed_at = Some(at);
+            if let Some((first, last)) = handle.as_ref().and_then(|h| h.written.range()) {
+                record.first_sequence_written = Some(first);
+                record.last_sequence_written = Some(last);
+            }
         }
         let Some(session_id) = handle.and_then(|h| h.session) else {
             return;
         };
-        let destroy = match (end, close_code) {
-            (ConnectionEnd::ClientClosed, Some(1000 | 1001)) => true,
-            (ConnectionEnd::ServerClosed, Some(code)) => {
-                CloseCode::from(code).action() != CloseAction::Resume
-            }
-            _ => false,
-        };
+        let destroy = !session_survives(end, close_code);
         let keep_alive = self.config.session_keep_alive;
         let owned = self
             .sessions
@@ -825,5 +921,51 @@ impl State {
             })
         });
         added
+    }
+}
+
+/// Whether a session outlives the end of its connection, as Discord's
+/// documentation has it
+/// (<https://discord.com/developers/docs/events/gateway#disconnecting>,
+/// <https://discord.com/developers/docs/topics/opcodes-and-status-codes#gateway-gateway-close-event-codes>):
+///
+/// - a client that closes with 1000 or 1001 ends its session; any other
+///   close code, or none (a dropped connection), keeps it resumable;
+/// - the gateway's own close codes keep it, except those after which the
+///   client must start a new session: 4003 (the session was invalidated),
+///   4004, 4007 and 4009 (identify again), 4010 to 4014 (do not reconnect).
+pub(crate) fn session_survives(end: ConnectionEnd, close_code: Option<u16>) -> bool {
+    !matches!(
+        (end, close_code),
+        (ConnectionEnd::ClientClosed, Some(1000 | 1001))
+            | (
+                ConnectionEnd::ServerClosed,
+                Some(4003 | 4004 | 4007 | 4009..=4014)
+            )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectionEnd, session_survives};
+
+    #[test]
+    fn which_closes_keep_the_session() {
+        use ConnectionEnd::{ClientClosed, ClientDropped, ServerClosed, ServerDropped};
+        for code in [1000, 1001] {
+            assert!(!session_survives(ClientClosed, Some(code)));
+        }
+        for code in [4000, 3000, 4999, 1006, 1011] {
+            assert!(session_survives(ClientClosed, Some(code)), "{code}");
+        }
+        assert!(session_survives(ClientClosed, None));
+        assert!(session_survives(ClientDropped, None));
+        assert!(session_survives(ServerDropped, None));
+        for code in [4000, 4001, 4002, 4005, 4008, 1000, 1001] {
+            assert!(session_survives(ServerClosed, Some(code)), "{code}");
+        }
+        for code in [4003, 4004, 4007, 4009, 4010, 4011, 4012, 4013, 4014] {
+            assert!(!session_survives(ServerClosed, Some(code)), "{code}");
+        }
     }
 }

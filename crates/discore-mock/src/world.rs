@@ -95,6 +95,14 @@ fn snowflake(timestamp: u64, low: u64) -> u64 {
     (timestamp << 22) | (low & 0x3F_FFFF)
 }
 
+/// The shard of `[id, total]` that a guild's events go to: Discord's
+/// `shard_id = (guild_id >> 22) % num_shards`
+/// (<https://discord.com/developers/docs/events/gateway#sharding>).
+pub(crate) fn shard_of(guild_id: u64, total: u32) -> u32 {
+    // Less than `total`, so it fits.
+    ((guild_id >> 22) % u64::from(total.max(1))) as u32
+}
+
 /// Unix milliseconds of a snowflake.
 pub(crate) fn snowflake_unix_ms(id: u64) -> u64 {
     (id >> 22) + DISCORD_EPOCH_MS
@@ -237,7 +245,7 @@ impl World {
         self.guilds
             .iter()
             .enumerate()
-            .filter(|(_, id)| discore_protocol::shard_for_guild(**id, shard[1]) == shard[0])
+            .filter(|(_, id)| shard_of(**id, shard[1]) == shard[0])
             .map(|(index, _)| index)
             .collect()
     }
@@ -704,7 +712,7 @@ mod tests {
         for total in 1..=10 {
             let mut counts = vec![0; total as usize];
             for id in &world.guilds {
-                counts[discore_protocol::shard_for_guild(*id, total) as usize] += 1;
+                counts[shard_of(*id, total) as usize] += 1;
             }
             let (min, max) = (counts.iter().min(), counts.iter().max());
             assert!(

@@ -166,7 +166,7 @@ async fn too_many_guilds_closes_4011() {
     let owned = mock
         .guild_ids()
         .into_iter()
-        .filter(|g| discore_protocol::shard_for_guild(*g, 3) == 0)
+        .filter(|g| common::shard_of(*g, 3) == 0)
         .count();
     assert!((1..=2).contains(&owned));
     assert_eq!(ready["d"]["guilds"].as_array().map(Vec::len), Some(owned));
@@ -279,7 +279,7 @@ async fn ready_then_guild_creates() {
     let expected: Vec<String> = mock
         .guild_ids()
         .into_iter()
-        .filter(|g| discore_protocol::shard_for_guild(*g, 3) == 1)
+        .filter(|g| common::shard_of(*g, 3) == 1)
         .map(|g| g.to_string())
         .collect();
     let listed: Vec<String> = d["guilds"]
@@ -313,10 +313,7 @@ async fn events_are_routed_by_shard() {
         let deliveries =
             mock.dispatch_to_guild(guild, "CUSTOM", &json!({"guild_id": guild.to_string()}));
         assert_eq!(deliveries.len(), 1);
-        assert_eq!(
-            deliveries[0].shard[0],
-            discore_protocol::shard_for_guild(guild, 2)
-        );
+        assert_eq!(deliveries[0].shard[0], common::shard_of(guild, 2));
     }
     let guildless = mock.dispatch(None, "ENTITLEMENT_CREATE", &json!({"id": "1"}));
     assert_eq!(guildless.len(), 1);
@@ -332,7 +329,7 @@ async fn events_are_routed_by_shard() {
     let owned0: Vec<Value> = mock
         .guild_ids()
         .into_iter()
-        .filter(|g| discore_protocol::shard_for_guild(*g, 2) == 0)
+        .filter(|g| common::shard_of(*g, 2) == 0)
         .map(|g| json!(g.to_string()))
         .collect();
     assert_eq!(seen0[0]["d"]["guild_id"], owned0[0]);

@@ -176,7 +176,7 @@ async fn posted_message_reaches_the_owning_shard() {
         shards.push(client);
     }
     let guild = mock.guild_ids()[1];
-    let owner = discore_protocol::shard_for_guild(guild, 2) as usize;
+    let owner = common::shard_of(guild, 2) as usize;
     let channel = mock.text_channel_ids(guild)[1];
     let (status, message) = post(
         &mock,

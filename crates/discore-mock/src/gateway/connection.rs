@@ -3,16 +3,16 @@
 //! it writes; the frame-level checks; and the hand-off of each payload to
 //! the handler of its opcode.
 
-use super::{flood::Flood, socket::Incoming};
+use super::{flood::Flood, inbound::Quirks, socket::Incoming};
 use crate::{
-    observe::{ConnectionEnd, ConnectionId, ReceivedPayload, ViolationKind},
-    state::{Control, Shared, Stored},
+    limits,
+    observe::{ConnectionEnd, ConnectionId, Quirk, ReceivedPayload, ViolationKind},
+    rate::SlidingWindow,
+    state::{Control, Shared, Stored, Written},
     transport::{self, Encoder},
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
 use bytes::{Bytes, BytesMut};
-use discore_protocol::{Envelope, OpCode, limits};
-use serde_json::Value;
 use std::{
     collections::VecDeque,
     sync::{
@@ -37,6 +37,15 @@ pub(super) const MAX_FRAME: usize = 1 << 20;
 /// How long the emulator waits for the client's close frame after its own.
 pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// Encoded frames handed to the socket at once.
+pub(super) struct Chunk {
+    pub(super) bytes: Bytes,
+    /// Not before this instant (a delay fault).
+    pub(super) not_before: Option<Instant>,
+    /// The first and last dispatch sequence in it (0: none).
+    pub(super) sequences: (u64, u64),
+}
+
 /// How a connection's main loop ended.
 pub(super) enum Exit {
     /// Close with this code and reason (then wait for the client's close).
@@ -58,9 +67,17 @@ pub(super) struct Connection {
     pub(super) incoming: Incoming,
     pub(super) out_tx: mpsc::Sender<Bytes>,
     pub(super) abort: Arc<AtomicBool>,
-    pub(super) out_queue: VecDeque<(Bytes, Option<Instant>)>,
+    /// Encoded frames waiting for the socket, in chunks.
+    pub(super) out_queue: VecDeque<Chunk>,
     pub(super) out_bytes: usize,
+    /// Frames encoded since the last chunk was sealed.
     pub(super) pending: BytesMut,
+    /// The dispatch sequences in `pending`, first and last (0: none).
+    pub(super) pending_sequences: (u64, u64),
+    /// The sequences handed to the socket, on this connection and in its
+    /// session (the resume judge reads the latter).
+    pub(super) written: Arc<Written>,
+    pub(super) session_written: Option<Arc<Written>>,
     pub(super) wake: Arc<Notify>,
     pub(super) control: mpsc::UnboundedReceiver<Control>,
     pub(super) session_id: Option<String>,
@@ -68,8 +85,12 @@ pub(super) struct Connection {
     pub(super) intents: u64,
     pub(super) heartbeat_deadline: Instant,
     pub(super) acks: bool,
-    pub(super) send_window: (Instant, u32),
-    pub(super) presence_window: (Instant, u32),
+    /// Every payload the client sends (120 per 60 s).
+    pub(super) send_limit: SlidingWindow,
+    /// Presence updates (5 per 20 s).
+    pub(super) presence_limit: SlidingWindow,
+    /// A Resume held while the handle holds resumes.
+    pub(super) held_resume: Option<serde_json::Value>,
     pub(super) stall_until: Option<Instant>,
     pub(super) delay: Option<(Duration, Instant)>,
     pub(super) reconnect_deadline: Option<Instant>,
@@ -171,8 +192,8 @@ impl Connection {
         transport::close_frame(code, reason, &mut self.pending);
         self.seal(None);
         let deadline = Instant::now() + CLOSE_WAIT;
-        while let Some((chunk, _)) = self.out_queue.pop_front() {
-            match tokio::time::timeout_at(deadline.into(), self.out_tx.send(chunk)).await {
+        while let Some(chunk) = self.out_queue.pop_front() {
+            match tokio::time::timeout_at(deadline.into(), self.out_tx.send(chunk.bytes)).await {
                 Ok(Ok(())) => {}
                 _ => return,
             }
@@ -232,7 +253,7 @@ impl Connection {
             let front_ready = self
                 .out_queue
                 .front()
-                .is_some_and(|(_, not_before)| not_before.is_none_or(|t| t <= now));
+                .is_some_and(|chunk| chunk.not_before.is_none_or(|t| t <= now));
             let can_send = front_ready && !stalled;
             let deadline = self.next_deadline(now);
             let step = tokio::select! {
@@ -257,9 +278,15 @@ impl Connection {
                 Step::Control(Some(control)) => self.on_control(control),
                 Step::Permit(Err(_)) => Some(Exit::ClientDropped),
                 Step::Permit(Ok(permit)) => {
-                    if let Some((chunk, _)) = self.out_queue.pop_front() {
-                        self.out_bytes -= chunk.len();
-                        permit.send(chunk);
+                    if let Some(chunk) = self.out_queue.pop_front() {
+                        self.out_bytes -= chunk.bytes.len();
+                        if chunk.sequences.1 > 0 {
+                            self.written.record(chunk.sequences);
+                            if let Some(session) = &self.session_written {
+                                session.record(chunk.sequences);
+                            }
+                        }
+                        permit.send(chunk.bytes);
                     }
                     None
                 }
@@ -307,7 +334,7 @@ impl Connection {
         for t in [
             self.stall_until,
             self.reconnect_deadline,
-            self.out_queue.front().and_then(|(_, t)| *t),
+            self.out_queue.front().and_then(|chunk| chunk.not_before),
         ]
         .into_iter()
         .flatten()
@@ -345,9 +372,13 @@ impl Connection {
     /// Moves encoded bytes into the send queue as one chunk.
     pub(super) fn seal(&mut self, not_before: Option<Instant>) {
         if !self.pending.is_empty() {
-            let chunk = self.pending.split().freeze();
-            self.out_bytes += chunk.len();
-            self.out_queue.push_back((chunk, not_before));
+            let bytes = self.pending.split().freeze();
+            self.out_bytes += bytes.len();
+            self.out_queue.push_back(Chunk {
+                bytes,
+                not_before,
+                sequences: std::mem::take(&mut self.pending_sequences),
+            });
         }
     }
 
@@ -372,6 +403,10 @@ impl Connection {
         if let Err(e) = self.encoder.message(&parts, &mut self.pending) {
             log::error!("{}: {e}", self.id);
         }
+        if self.pending_sequences.0 == 0 {
+            self.pending_sequences.0 = stored.seq;
+        }
+        self.pending_sequences.1 = stored.seq;
     }
 
     /// Encodes the next batch of the session's outbox; returns how many.
@@ -449,6 +484,7 @@ impl Connection {
         None
     }
 
+    /// Records a received payload (the token redacted).
     pub(super) fn record(&mut self, op: Option<u8>, raw: &[u8]) {
         let text = String::from_utf8_lossy(raw);
         let token = self
@@ -474,116 +510,43 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_payload(&mut self, raw: &[u8]) -> Option<Exit> {
-        let now = Instant::now();
-        let config = Arc::clone(&self.shared.config);
-        if now.saturating_duration_since(self.send_window.0) >= config.send_window {
-            self.send_window = (now, 0);
-        }
-        self.send_window.1 += 1;
-        if raw.len() > limits::MAX_CLIENT_PAYLOAD_BYTES {
-            self.record(None, &raw[..256.min(raw.len())]);
-            self.violation(
-                ViolationKind::PayloadTooLarge,
-                format!("payload of {} bytes", raw.len()),
-            );
-            return Some(Exit::Close(4002, "payload too large".to_owned()));
-        }
-        if self.send_window.1 > config.send_limit {
-            self.record(
-                Envelope::peek(&String::from_utf8_lossy(raw))
-                    .ok()
-                    .map(|e| e.op.code()),
-                raw,
-            );
-            self.violation(
-                ViolationKind::SendRateExceeded,
-                format!(
-                    "more than {} payloads in {:?}",
-                    config.send_limit, config.send_window
-                ),
-            );
-            return Some(Exit::Close(4008, "rate limited".to_owned()));
-        }
-        let Ok(text) = std::str::from_utf8(raw) else {
-            self.record(None, raw);
-            self.violation(ViolationKind::MalformedPayload, "payload is not UTF-8");
-            return Some(Exit::Close(4002, "decode error".to_owned()));
-        };
-        let envelope = match Envelope::peek(text) {
-            Ok(envelope) => envelope,
-            Err(_) => {
-                self.record(None, raw);
-                self.violation(
-                    ViolationKind::MalformedPayload,
-                    "payload is not a gateway envelope",
-                );
-                return Some(Exit::Close(4002, "decode error".to_owned()));
-            }
-        };
-        let op = envelope.op;
-        self.record(Some(op.code()), raw);
-        if !op.is_sent_by_client() {
-            self.violation(
-                ViolationKind::UnknownOpcode,
-                format!("opcode {}", op.code()),
-            );
-            return Some(Exit::Close(4001, "unknown opcode".to_owned()));
-        }
-        let data: Value = match envelope.data_as::<Option<Value>>() {
-            Ok(data) => data.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        match op {
-            OpCode::Heartbeat => self.on_heartbeat(&data),
-            OpCode::Identify | OpCode::Resume if self.authenticated() => {
-                self.violation(
-                    ViolationKind::AlreadyAuthenticated,
-                    format!("{op} on an authenticated connection"),
-                );
-                Some(Exit::Close(4005, "already authenticated".to_owned()))
-            }
-            OpCode::Identify => self.on_identify(data),
-            OpCode::Resume => self.on_resume(data),
-            _ if !self.authenticated() => {
-                self.violation(
-                    ViolationKind::PayloadBeforeIdentify,
-                    format!("{op} before identify"),
-                );
-                Some(Exit::Close(4003, "not authenticated".to_owned()))
-            }
-            OpCode::PresenceUpdate => self.on_presence(&data, now),
-            OpCode::VoiceStateUpdate => self.on_voice_state(data),
-            OpCode::RequestGuildMembers => self.on_request_members(data, now),
-            OpCode::RequestSoundboardSounds => self.on_soundboard(data),
-            OpCode::RequestChannelInfo => self.on_channel_info(data),
-            _ => {
-                self.violation(
-                    ViolationKind::UnknownOpcode,
-                    format!("opcode {}", op.code()),
-                );
-                Some(Exit::Close(4001, "unknown opcode".to_owned()))
-            }
-        }
-    }
-
-    pub(super) fn invalid(&self, what: &str) -> Option<Exit> {
+    /// Closes with 4001 for a payload whose data does not fit its opcode.
+    pub(super) fn invalid(&self, what: &str, detail: &str) -> Option<Exit> {
         self.violation(
             ViolationKind::InvalidPayload,
-            format!("invalid {what} payload"),
+            format!("invalid {what} payload: {detail}"),
         );
         Some(Exit::Close(4001, format!("invalid {what} payload")))
     }
 
+    /// Records the quirks of one payload.
+    pub(super) fn note_quirks(&self, op: Option<u8>, quirks: Quirks) {
+        if quirks.0.is_empty() {
+            return;
+        }
+        let at = self.shared.elapsed();
+        let mut state = self.shared.lock();
+        for detail in quirks.0 {
+            log::debug!("{}: quirk: {detail}", self.id);
+            crate::observe::push_bounded(
+                &mut state.observed.quirks,
+                Quirk {
+                    connection: self.id,
+                    op,
+                    detail,
+                    at,
+                },
+            );
+        }
+    }
+
+    /// Whether `token` (from Identify or Resume) is the bot's.
     pub(super) fn token_ok(&self, token: &str) -> bool {
-        // Discord also accepts the REST form `Bot <token>` in Identify and
-        // Resume (twilight-gateway sends it).
-        let token = token.strip_prefix("Bot ").unwrap_or(token);
         self.shared
             .config
             .token
             .as_ref()
-            .is_ok_and(|t| t.expose() == token)
+            .is_ok_and(|t| t.matches_gateway(token))
     }
 
     pub(super) fn send_invalid_session(&mut self, resumable: bool) -> Option<Exit> {
@@ -599,6 +562,6 @@ impl Connection {
     pub(super) fn own_guild(&self, world: &crate::world::World, guild_id: u64) -> Option<usize> {
         let shard = self.shard?;
         let index = world.guild_index(guild_id)?;
-        (discore_protocol::shard_for_guild(guild_id, shard[1]) == shard[0]).then_some(index)
+        (crate::world::shard_of(guild_id, shard[1]) == shard[0]).then_some(index)
     }
 }

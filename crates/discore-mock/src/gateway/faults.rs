@@ -17,6 +17,7 @@ impl Connection {
                 None
             }
             Control::Fault(fault) => self.on_fault(fault),
+            Control::ReleaseResume => self.release_resume(),
         }
     }
 

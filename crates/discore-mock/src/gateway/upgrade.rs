@@ -1,19 +1,30 @@
 //! `GET` on a gateway URL: the WebSocket upgrade, the query it carries and
 //! the refusals Discord sends as close codes right after the upgrade.
+//!
+//! Two listeners take upgrades. The discovery listener is the URL that
+//! `/gateway` and `/gateway/bot` hand out; the resume listener is READY's
+//! `resume_gateway_url`. Both are bare `ws://host:port`, as Discord's are, so
+//! a connection is told from the other by the listener it came in on, not
+//! by its path. Libraries build the URL they connect to from those in
+//! every form: `{url}/?v=10…`, `{url}?v=10…` (both `/` on the wire), or
+//! from a URL with a trailing slash already (`//`); each is accepted.
+//! With [`session_resume_urls`](crate::MockConfig::session_resume_urls) the
+//! resume URL names the session in its one path segment.
 
 use super::{
     connection::{BATCH, Connection, MAX_FRAME},
     socket::{Incoming, Outgoing},
 };
 use crate::{
+    limits,
     observe::{Compression, ConnectionRecord, RefusedUpgrade},
-    state::{ConnHandle, Shared},
+    rate::SlidingWindow,
+    state::{ConnHandle, Shared, Written},
     transport::Encoder,
 };
 use actix_http::ws::Codec;
 use actix_web::{HttpRequest, HttpResponse, body::MessageBody, web};
 use bytes::BytesMut;
-use discore_protocol::limits;
 use serde_json::json;
 use std::{
     collections::{HashMap, VecDeque},
@@ -42,7 +53,21 @@ impl GatewayQuery {
     }
 }
 
-/// `GET /` and `GET /resume/`: the WebSocket upgrade.
+/// Whether `path` is one a gateway URL of this listener produces: `/` or
+/// `//` on either, and on the resume listener one segment naming a session.
+fn gateway_path(path: &str, on_resume_listener: bool) -> bool {
+    match path {
+        "/" | "//" => true,
+        _ => {
+            on_resume_listener && {
+                let segment = path.trim_start_matches('/').trim_end_matches('/');
+                !segment.is_empty() && !segment.contains('/')
+            }
+        }
+    }
+}
+
+/// `GET` on a gateway URL: the WebSocket upgrade.
 pub(crate) async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
@@ -50,6 +75,10 @@ pub(crate) async fn upgrade(
 ) -> Result<HttpResponse, actix_web::Error> {
     let shared = Arc::clone(shared.get_ref());
     let now = Instant::now();
+    let on_resume_url = shared.is_resume_listener(req.app_config().local_addr());
+    if !gateway_path(req.path(), on_resume_url) {
+        return Ok(crate::rest::not_found_response());
+    }
     {
         let mut state = shared.lock();
         if state.stopping || state.outage_until.is_some_and(|until| until > now) {
@@ -57,7 +86,7 @@ pub(crate) async fn upgrade(
                 &mut state.observed.refused_upgrades,
                 RefusedUpgrade {
                     path: req.path().to_owned(),
-                    on_resume_url: req.path().starts_with("/resume"),
+                    on_resume_url,
                     at: shared.elapsed(),
                 },
             );
@@ -72,7 +101,6 @@ pub(crate) async fn upgrade(
     };
     let query = GatewayQuery::parse(req.query_string());
     let path = req.path().to_owned();
-    let on_resume_url = path.starts_with("/resume");
     let compression = match query.compress.as_deref() {
         Some("zlib-stream") => Ok(Compression::ZlibStream),
         Some("zstd-stream") => Ok(Compression::ZstdStream),
@@ -101,6 +129,7 @@ pub(crate) async fn upgrade(
     let response: HttpResponse = response.message_body(body.boxed())?.into();
 
     let wake = Arc::new(Notify::new());
+    let written = Arc::new(Written::default());
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let at = shared.elapsed();
     let (id, reconnect_first) = {
@@ -113,6 +142,7 @@ pub(crate) async fn upgrade(
                 control: control_tx,
                 session: None,
                 shard: None,
+                written: Arc::clone(&written),
             },
         );
         crate::observe::push_bounded_if(
@@ -132,6 +162,8 @@ pub(crate) async fn upgrade(
                 received: Vec::new(),
                 received_count: 0,
                 dispatches_sent: 0,
+                first_sequence_written: None,
+                last_sequence_written: None,
                 close_sent: None,
                 close_received: None,
             },
@@ -163,6 +195,9 @@ pub(crate) async fn upgrade(
         out_queue: VecDeque::new(),
         out_bytes: 0,
         pending: BytesMut::new(),
+        pending_sequences: (0, 0),
+        written,
+        session_written: None,
         wake,
         control: control_rx,
         session_id: None,
@@ -170,8 +205,12 @@ pub(crate) async fn upgrade(
         intents: 0,
         heartbeat_deadline: now + timeout,
         acks: true,
-        send_window: (now, 0),
-        presence_window: (now, 0),
+        send_limit: SlidingWindow::new(shared.config.send_limit, shared.config.send_window),
+        presence_limit: SlidingWindow::new(
+            shared.config.presence_limit,
+            shared.config.presence_window,
+        ),
+        held_resume: None,
         stall_until: None,
         delay: None,
         reconnect_deadline: None,

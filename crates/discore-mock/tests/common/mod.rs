@@ -29,6 +29,12 @@ pub fn config() -> MockConfig {
         .reconnect_close_after(Some(Duration::from_secs(5)))
 }
 
+/// The shard `[_, total]` a guild's events go to:
+/// `(guild_id >> 22) % total`, as Discord documents it.
+pub fn shard_of(guild_id: u64, total: u32) -> u32 {
+    u32::try_from((guild_id >> 22) % u64::from(total)).expect("below total")
+}
+
 pub async fn start(config: MockConfig) -> MockServer {
     MockServer::start(config)
         .await
@@ -64,14 +70,14 @@ pub struct Client {
     pub seq: Option<u64>,
 }
 
-/// Connects to `base` (a gateway URL ending in `/`) with `query`
-/// (e.g. `v=10&encoding=json`).
+/// Connects to `base` (a gateway URL, bare like Discord's) with `query`
+/// (e.g. `v=10&encoding=json`), as most libraries do: `{base}/?{query}`.
 pub async fn connect(base: &str, query: &str) -> Client {
     try_connect(base, query).await.expect("websocket connects")
 }
 
 pub async fn try_connect(base: &str, query: &str) -> Result<Client, String> {
-    let url = format!("{base}?{query}");
+    let url = format!("{}/?{query}", base.trim_end_matches('/'));
     let client = awc::Client::builder()
         .max_http_version(awc::http::Version::HTTP_11)
         .timeout(TIMEOUT)

@@ -44,7 +44,7 @@ pub async fn connect(
     receive_buffer: Option<u32>,
 ) -> (RawReader, RawWriter) {
     let rest = base.strip_prefix("ws://").expect("a ws:// URL");
-    let (host, path) = rest.split_once('/').expect("a path");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let addr: std::net::SocketAddr = host.parse().expect("an address");
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     if let Some(size) = receive_buffer {

@@ -1,33 +1,36 @@
-//! Op 2 Identify: validated here, judged by the state (token, intents,
-//! shard, identify bucket, daily budget), then READY and GUILD_CREATEs.
+//! Op 2 Identify: read here, judged by the state (token, intents, shard,
+//! identify bucket, daily budget), then READY and the GUILD_CREATEs.
 
 use crate::gateway::{
     connection::{Connection, Exit},
-    inbound::{IdentifyData, validate_presence},
+    inbound::{self, Quirks},
 };
 use crate::{
     event::Event,
+    limits,
     state::{IdentifyRequest, IdentifyResult},
 };
-use discore_protocol::limits;
-use serde::Deserialize;
 use serde_json::Value;
 use std::time::Instant;
 
 impl Connection {
-    pub(in crate::gateway) fn on_identify(&mut self, data: Value) -> Option<Exit> {
-        let Ok(identify) = IdentifyData::deserialize(&data) else {
-            return self.invalid("identify");
+    pub(in crate::gateway) fn on_identify(
+        &mut self,
+        data: &Value,
+        quirks: &mut Quirks,
+    ) -> Option<Exit> {
+        let identify = match inbound::identify(data, quirks) {
+            Ok(identify) => identify,
+            Err(invalid) => return self.invalid("identify", &invalid.0),
         };
-        let large_threshold = identify.large_threshold.unwrap_or(50);
-        if !limits::LARGE_THRESHOLD_RANGE.contains(&large_threshold)
-            || identify
-                .presence
-                .as_ref()
-                .is_some_and(|p| !validate_presence(p))
-            || identify.properties.os.len() > 4096
-        {
-            return self.invalid("identify");
+        let large_threshold = identify
+            .large_threshold
+            .unwrap_or(limits::DEFAULT_LARGE_THRESHOLD);
+        if !limits::LARGE_THRESHOLD_RANGE.contains(&large_threshold) {
+            return self.invalid(
+                "identify",
+                &format!("large_threshold {large_threshold} is outside 50..=250"),
+            );
         }
         let request = IdentifyRequest {
             token_ok: self.token_ok(&identify.token),
@@ -46,16 +49,16 @@ impl Connection {
             IdentifyResult::InvalidSession => self.send_invalid_session(false),
             IdentifyResult::Ready {
                 session_id,
+                shard,
                 guilds,
                 world,
+                written,
             } => {
-                let shard = identify
-                    .shard
-                    .map_or([0, 1], |s| [s[0] as u32, s[1] as u32]);
                 log::info!("{} identified as shard {shard:?}", self.id);
                 self.session_id = Some(session_id.clone());
                 self.shard = Some(shard);
                 self.intents = identify.intents;
+                self.session_written = Some(written);
                 self.outbox_pending = true;
                 // Build GUILD_CREATEs without holding the lock, then queue
                 // them in one go.

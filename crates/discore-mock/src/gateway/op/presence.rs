@@ -1,24 +1,26 @@
-//! Op 3 Presence Update: validated and counted against the presence limit.
+//! Op 3 Presence Update: read, and counted against the presence limit (an
+//! update over it is recorded as a violation and dropped).
 
 use crate::gateway::{
     connection::{Connection, Exit},
-    inbound::validate_presence,
+    inbound::{self, Quirks},
 };
 use crate::observe::ViolationKind;
 use serde_json::Value;
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 impl Connection {
-    pub(in crate::gateway) fn on_presence(&mut self, data: &Value, now: Instant) -> Option<Exit> {
-        if !validate_presence(data) {
-            return self.invalid("presence update");
+    pub(in crate::gateway) fn on_presence(
+        &mut self,
+        data: &Value,
+        now: Instant,
+        quirks: &mut Quirks,
+    ) -> Option<Exit> {
+        if let Err(invalid) = inbound::presence(data, quirks) {
+            return self.invalid("presence update", &invalid.0);
         }
-        let config = Arc::clone(&self.shared.config);
-        if now.saturating_duration_since(self.presence_window.0) >= config.presence_window {
-            self.presence_window = (now, 0);
-        }
-        self.presence_window.1 += 1;
-        if self.presence_window.1 > config.presence_limit {
+        if !self.presence_limit.admit(now) {
+            let config = &self.shared.config;
             self.violation(
                 ViolationKind::PresenceRateExceeded,
                 format!(

@@ -3,35 +3,31 @@
 
 use crate::gateway::{
     connection::{Connection, Exit},
-    inbound::{LooseId, OneOrMany, RequestMembersData},
+    inbound::{self, Quirks, UserId},
 };
 use crate::{
     event::Event,
     intents::{GUILD_MEMBERS, GUILD_PRESENCES},
+    limits,
     observe::ViolationKind,
     payloads,
     world::Status,
 };
-use discore_protocol::limits;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Instant};
 
 impl Connection {
     pub(in crate::gateway) fn on_request_members(
         &mut self,
-        data: Value,
+        data: &Value,
         now: Instant,
+        quirks: &mut Quirks,
     ) -> Option<Exit> {
-        let Ok(request) = RequestMembersData::deserialize(&data) else {
-            return self.invalid("request guild members");
+        let request = match inbound::request_members(data, quirks) {
+            Ok(request) => request,
+            Err(invalid) => return self.invalid("request guild members", &invalid.0),
         };
-        if request.query.is_some() == request.user_ids.is_some()
-            || (request.query.is_some() && request.limit.is_none())
-        {
-            return self.invalid("request guild members");
-        }
-        let all = request.query.as_deref() == Some("") && request.limit == Some(0);
+        let all = request.wants_all();
         if all && self.intents & GUILD_MEMBERS == 0 {
             self.violation(
                 ViolationKind::MembersIntentRequired,
@@ -67,7 +63,7 @@ impl Connection {
                 return None;
             }
         }
-        let presences = request.presences == Some(true) && self.intents & GUILD_PRESENCES != 0;
+        let presences = request.presences && self.intents & GUILD_PRESENCES != 0;
         // (member index or None for the bot)
         let mut found: Vec<Option<u32>> = Vec::new();
         let mut not_found: Vec<Value> = Vec::new();
@@ -93,14 +89,10 @@ impl Connection {
                 }
             }
         } else if let Some(ids) = request.user_ids {
-            let ids = match ids {
-                OneOrMany::Many(ids) => ids,
-                OneOrMany::One(id) => vec![id],
-            };
             for id in ids.into_iter().take(limits::MAX_QUERY_MEMBERS) {
                 let parsed = match &id {
-                    LooseId::Number(n) => Some(*n),
-                    LooseId::Text(s) => s.parse::<u64>().ok(),
+                    UserId::Number(n) => Some(*n),
+                    UserId::Text(s) => s.parse::<u64>().ok(),
                 };
                 match parsed {
                     Some(n) if n == world.bot_id => found.push(None),
@@ -112,8 +104,8 @@ impl Connection {
                         None => not_found.push(json!(n.to_string())),
                     },
                     None => not_found.push(match id {
-                        LooseId::Number(n) => json!(n),
-                        LooseId::Text(s) => json!(s),
+                        UserId::Number(n) => json!(n),
+                        UserId::Text(s) => json!(s),
                     }),
                 }
             }

@@ -3,23 +3,23 @@
 
 use crate::gateway::{
     connection::{Connection, Exit},
-    inbound::VoiceStateData,
+    inbound::{self, Quirks},
 };
 use crate::{event::Event, intents::GUILD_VOICE_STATES, payloads, world::ChannelKind};
-use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
 impl Connection {
-    pub(in crate::gateway) fn on_voice_state(&mut self, data: Value) -> Option<Exit> {
-        let Ok(voice) = VoiceStateData::deserialize(&data) else {
-            return self.invalid("voice state update");
+    pub(in crate::gateway) fn on_voice_state(
+        &mut self,
+        data: &Value,
+        quirks: &mut Quirks,
+    ) -> Option<Exit> {
+        let voice = match inbound::voice_state(data, quirks) {
+            Ok(voice) => voice,
+            Err(invalid) => return self.invalid("voice state update", &invalid.0),
         };
-        let channel = match voice.channel_id.as_deref().map(str::parse::<u64>) {
-            None => None,
-            Some(Ok(id)) => Some(id),
-            Some(Err(_)) => return self.invalid("voice state update"),
-        };
+        let channel = voice.channel_id;
         let session_id = self.session_id.clone()?;
         let mut state = self.shared.lock();
         let world = Arc::clone(&state.world);
