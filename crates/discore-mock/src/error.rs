@@ -21,6 +21,9 @@ pub enum MockError {
     /// The channel is not a text channel.
     #[error("channel {0} is not a text channel")]
     NotTextChannel(u64),
+    /// Discord would refuse the message (empty, too long).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
 }
 
 /// [`MockServer::wait_until`](crate::MockServer::wait_until) gave up.

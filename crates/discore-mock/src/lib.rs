@@ -40,6 +40,7 @@
 
 mod config;
 mod control;
+mod control_http;
 mod error;
 mod event;
 mod gateway;
@@ -52,6 +53,7 @@ mod rate;
 mod rest;
 mod server;
 mod state;
+mod store;
 mod token;
 mod traffic;
 mod transport;

@@ -12,6 +12,12 @@ pub(crate) enum Author {
     Bot,
 }
 
+impl Author {
+    pub(crate) fn is_bot(self) -> bool {
+        matches!(self, Self::Bot)
+    }
+}
+
 /// A message id from a counter: snowflakes increase like real ones.
 pub(crate) fn message_id(counter: u64) -> u64 {
     ((MESSAGE_BASE + counter) << 22) | (counter & 0xFFF)

@@ -9,6 +9,7 @@ use crate::{
     payloads::{self, Author},
     rest,
     state::{Control, Delivery, Shared},
+    store::Interaction,
     traffic::{Traffic, TrafficConfig},
     world::ChannelKind,
 };
@@ -96,7 +97,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(rest::not_found)),
         );
     }
-    cfg.service(web::scope("/_mock").configure(rest::control_routes));
+    cfg.service(web::scope("/_mock").configure(crate::control_http::control_routes));
     // Gateway URLs: `/` and `//` on both listeners, `/{session}` on the
     // resume listener (the handler tells them apart).
     cfg.route("/", web::get().to(crate::gateway::upgrade))
@@ -510,6 +511,9 @@ impl MockServer {
 }
 
 impl Shared {
+    /// Posts a message as `author` in a text channel: stored, and
+    /// MESSAGE_CREATE routed. Returns the MESSAGE_CREATE data and where it
+    /// went.
     pub(crate) fn create_message(
         &self,
         channel_id: u64,
@@ -517,27 +521,18 @@ impl Shared {
         author: Author,
     ) -> Result<(Value, Vec<Delivery>), MockError> {
         let mut state = self.lock();
-        let world = Arc::clone(&state.world);
-        let channel = world
+        let channel = state
+            .world
             .channel(channel_id)
             .ok_or(MockError::UnknownChannel(channel_id))?;
         if !matches!(channel.kind, ChannelKind::Text(_)) {
             return Err(MockError::NotTextChannel(channel_id));
         }
-        state.message_counter += 1;
-        let id = payloads::message_id(state.message_counter);
-        let data = payloads::message(
-            &world,
-            channel.guild,
-            channel.kind,
-            author,
-            content,
-            id,
-            true,
-        );
-        let event = Event::from_value("MESSAGE_CREATE", &data, world.bot_id);
-        let deliveries = state.route(&event, None, Instant::now());
-        Ok((data, deliveries))
+        let mut body = serde_json::Map::new();
+        body.insert("content".to_owned(), Value::from(content));
+        crate::rest::create_message(&mut state, channel_id, author, &body, None)
+            .map(|created| (created.gateway, created.deliveries))
+            .map_err(|e| MockError::InvalidMessage(e.to_string()))
     }
 
     pub(crate) fn create_interaction(
@@ -557,14 +552,29 @@ impl Shared {
         state.interaction_counter += 1;
         let id = payloads::interaction_id(state.interaction_counter);
         let token = format!("mock-interaction.{}", payloads::hex_id(world.bot_id, id));
-        let data = payloads::interaction(&world, channel.guild, k, 0, id, &token, command, options);
+        let member = 0;
+        let data = payloads::interaction(
+            &world,
+            channel.guild,
+            k,
+            member,
+            id,
+            &token,
+            command,
+            options,
+        );
         let event = Event::from_value("INTERACTION_CREATE", &data, world.bot_id);
         let deliveries = state.route(&event, None, Instant::now());
-        state.interactions.insert(
+        state.store.insert_interaction(
             id,
-            crate::state::InteractionEntry {
+            Interaction {
                 token: token.clone(),
-                responded: false,
+                guild: channel.guild,
+                channel: channel_id,
+                user_id: world.user_id(channel.guild, member),
+                command: command.to_owned(),
+                responded: None,
+                original: None,
             },
         );
         Ok(CreatedInteraction {

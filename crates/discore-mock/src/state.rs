@@ -16,6 +16,7 @@ use crate::{
         ResumeRecord, SessionRecord, Violation, ViolationKind,
     },
     payloads,
+    store::{GuildOverlay, Store},
     world::{World, shard_of},
 };
 use bytes::Bytes;
@@ -223,6 +224,8 @@ pub(crate) enum IdentifyResult {
         guilds: Vec<usize>,
         world: Arc<World>,
         written: Arc<Written>,
+        /// What REST changed in those guilds, for their GUILD_CREATEs.
+        overlays: HashMap<usize, GuildOverlay>,
     },
 }
 
@@ -235,12 +238,6 @@ pub(crate) enum ResumeResult {
         intents: u64,
         written: Arc<Written>,
     },
-}
-
-/// An interaction dispatched by the emulator, awaiting its callback.
-pub(crate) struct InteractionEntry {
-    pub(crate) token: String,
-    pub(crate) responded: bool,
 }
 
 /// A REST rate-limit bucket.
@@ -261,7 +258,8 @@ pub(crate) struct State {
     pub(crate) reconnect_instead_of_hello: u32,
     pub(crate) outage_until: Option<Instant>,
     member_requests: HashMap<u64, Instant>,
-    pub(crate) interactions: HashMap<u64, InteractionEntry>,
+    /// What bots changed through REST.
+    pub(crate) store: Store,
     pub(crate) rest_buckets: HashMap<String, RestBucket>,
     next_connection: u64,
     session_counter: u64,
@@ -294,7 +292,7 @@ impl State {
             reconnect_instead_of_hello: 0,
             outage_until: None,
             member_requests: HashMap::new(),
-            interactions: HashMap::new(),
+            store: Store::default(),
             rest_buckets: HashMap::new(),
             next_connection: 1,
             session_counter: 0,
@@ -620,12 +618,17 @@ impl State {
             &guilds,
         );
         self.deliver(&session_id, &Event::plain("READY", &ready, None));
+        let overlays = guilds
+            .iter()
+            .filter_map(|g| self.store.overlay(*g).map(|o| (*g, o)))
+            .collect();
         IdentifyResult::Ready {
             session_id,
             shard,
             guilds,
             world: Arc::clone(&self.world),
             written,
+            overlays,
         }
     }
 

@@ -463,6 +463,12 @@ impl World {
         })
     }
 
+    /// A guild's roles: @everyone (whose id is the guild's), Moderator,
+    /// Member and the bot's managed role.
+    pub(crate) fn roles(&self, guild: usize) -> Vec<Value> {
+        (0..4).map(|role| self.role(guild, role)).collect()
+    }
+
     fn role(&self, guild: usize, role: u64) -> Value {
         let (name, permissions, color, hoist, position) = match role {
             0 => ("@everyone", "1071698660929", 0, false, 0),
@@ -620,7 +626,7 @@ impl World {
             "inventory_settings": null,
             "emojis": [],
             "stickers": [],
-            "roles": [self.role(guild, 0), self.role(guild, 1), self.role(guild, 2), self.role(guild, 3)],
+            "roles": self.roles(guild),
             "joined_at": iso8601(snowflake_unix_ms(id) + 3_600_000),
             "large": large,
             "unavailable": false,

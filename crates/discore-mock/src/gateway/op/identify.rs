@@ -53,6 +53,7 @@ impl Connection {
                 guilds,
                 world,
                 written,
+                overlays,
             } => {
                 log::info!("{} identified as shard {shard:?}", self.id);
                 self.session_id = Some(session_id.clone());
@@ -65,7 +66,10 @@ impl Connection {
                 let events: Vec<Event> = guilds
                     .iter()
                     .map(|g| {
-                        let data = world.guild_create(*g, identify.intents, large_threshold);
+                        let mut data = world.guild_create(*g, identify.intents, large_threshold);
+                        if let Some(overlay) = overlays.get(g) {
+                            overlay.apply(&mut data);
+                        }
                         Event {
                             intent: crate::intents::GUILDS,
                             ..Event::plain("GUILD_CREATE", &data, Some(world.guild_id(*g)))
