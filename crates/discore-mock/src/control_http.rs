@@ -31,6 +31,7 @@ pub(crate) fn control_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(reconnect_instead_of_hello),
         )
         .route("/outage", web::post().to(outage))
+        .route("/hold_resumes", web::post().to(hold_resumes))
         .route("/dispatch", web::post().to(dispatch))
         .route("/messages", web::post().to(post_message))
         .route("/interactions", web::post().to(create_interaction))
@@ -109,6 +110,28 @@ async fn reconnect_instead_of_hello(shared: SharedData, body: web::Bytes) -> Htt
     match parse::<CountBody>(&body) {
         Ok(body) => {
             shared.lock().reconnect_instead_of_hello = body.count;
+            HttpResponse::NoContent().finish()
+        }
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct HoldBody {
+    hold: bool,
+}
+
+/// `{"hold": true}` holds every Resume unanswered, `{"hold": false}`
+/// answers the held ones (see `MockServer::hold_resumes`).
+async fn hold_resumes(shared: SharedData, body: web::Bytes) -> HttpResponse {
+    match parse::<HoldBody>(&body) {
+        Ok(body) => {
+            let mut state = shared.lock();
+            state.resumes_held = body.hold;
+            if !body.hold {
+                let all = state.resolve(&Target::All);
+                state.send_control(&all, || Control::ReleaseResume);
+            }
             HttpResponse::NoContent().finish()
         }
         Err(response) => response,
