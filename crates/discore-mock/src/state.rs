@@ -701,6 +701,8 @@ impl State {
                 at,
                 format!("resume seq {seq} is beyond the last written {written}"),
             );
+            // The client must start a new session: this one is over.
+            self.destroy_session(session_id);
             return match self.config.bad_sequence {
                 BadSequenceBehaviour::Close4007 => {
                     record(self, ResumeOutcome::Closed(4007));
