@@ -93,10 +93,8 @@ fn add(state: &mut State, channel: u64, id: u64, guild: usize, emoji: Value, use
     event["emoji"] = emoji;
     event["burst"] = json!(false);
     event["burst_colors"] = json!([]);
-    if let Some(mut member) = state.store.member(&world, guild, user) {
-        if let Some(map) = member.as_object_mut() {
-            map.remove("user");
-        }
+    // The reacting member, with its user, as Discord sends it.
+    if let Some(member) = state.store.member(&world, guild, user) {
         event["member"] = member;
     }
     dispatch(state, "MESSAGE_REACTION_ADD", &event);
