@@ -1,15 +1,22 @@
 //! A faithful local emulator of Discord's Gateway and the REST routes around
-//! it, so a bot (or a gateway library) is tested offline.
+//! it, so a bot (or a gateway library, in any language) is tested offline.
 //!
-//! One port serves the WebSocket gateway (`/`, and `/resume/` as READY's
-//! `resume_gateway_url`) and REST (`/api/v10/...`). The emulator follows the
-//! conformance checklist of the protocol digest: Hello, heartbeats and ACKs,
-//! Identify validation with Discord's close codes, identify buckets and the
-//! daily budget, READY and GUILD_CREATE for exactly the shard's guilds,
-//! intents and message-content filtering, Resume with replay, transport
-//! compression, member chunking, voice, soundboard and channel info. It
-//! records what clients do, including every protocol violation, and injects
-//! faults on demand.
+//! One listener serves the gateway URL (`ws://127.0.0.1:PORT`, what
+//! `/gateway` hands out), REST (`/api/v10/...`) and the control endpoints
+//! (`/_mock/...`); a second one is READY's `resume_gateway_url`. It behaves
+//! as Discord's documentation says
+//! (<https://discord.com/developers/docs/events/gateway>): Hello,
+//! heartbeats and ACKs, Identify with Discord's close codes, identify
+//! buckets and the daily budget, READY and GUILD_CREATE for exactly the
+//! shard's guilds, intents and message-content filtering, Resume with
+//! replay, transport compression, member chunking, voice, soundboard and
+//! channel info, and the REST routes bots use at login and every day, each
+//! followed by its gateway event. It records what clients do, including
+//! every rule they break, and injects faults on demand.
+//!
+//! The emulator is a judge, and an independent one: it reads what clients
+//! send and applies Discord's rules with its own code, sharing none with
+//! discore's client (`tests/independence.rs` keeps it so).
 //!
 //! ```
 //! use discore_mock::{MockConfig, MockServer};

@@ -15,9 +15,17 @@ use std::{net::SocketAddr, time::Duration};
 #[derive(Debug, Parser)]
 #[command(name = "discore-mock", version)]
 struct Args {
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port on 127.0.0.1 of the gateway URL, REST and /_mock (0 picks a
+    /// free one).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Port on 127.0.0.1 of the resume URL, READY's resume_gateway_url (0
+    /// picks a free one).
+    #[arg(long, default_value_t = 0)]
+    resume_port: u16,
+    /// READY's resume_gateway_url names the session (ws://HOST:PORT/<id>).
+    #[arg(long)]
+    session_resume_urls: bool,
     /// Bot token: raw in Identify, `Bot <token>` in REST.
     #[arg(long, default_value = "mock-token", hide_default_value = false)]
     token: String,
@@ -113,6 +121,8 @@ fn config(args: &Args) -> MockConfig {
     let ms = Duration::from_millis;
     let mut config = MockConfig::new()
         .bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
+        .resume_bind(SocketAddr::from(([127, 0, 0, 1], args.resume_port)))
+        .session_resume_urls(args.session_resume_urls)
         .token(&args.token)
         .seed(args.seed)
         .guilds(args.guilds)
@@ -163,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the emulator")?;
     println!("gateway: {}", mock.gateway_url());
+    println!("resume:  {}", mock.resume_url());
     println!("rest:    {}", mock.rest_url());
     println!("token:   (as given with --token)");
     println!(

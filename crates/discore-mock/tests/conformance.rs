@@ -1,5 +1,6 @@
-//! Conformance of the emulator to the protocol digest's §15 checklist,
-//! driven with a plain awc WebSocket client (not discore's Shard).
+//! Conformance of the emulator to Discord's gateway rules
+//! (<https://discord.com/developers/docs/events/gateway>), driven with a
+//! plain awc WebSocket client (not discore's Shard).
 
 mod common;
 
@@ -14,7 +15,7 @@ fn has_violation(mock: &discore_mock::MockServer, kind: ViolationKind) -> bool {
     mock.observed().violations_of(kind).next().is_some()
 }
 
-/// §15.1: Hello first, with the configured interval.
+/// Hello first, with the configured interval.
 #[actix_rt::test]
 async fn hello_carries_the_configured_interval() {
     let mock = start(config().heartbeat_interval(Duration::from_millis(1234))).await;
@@ -26,7 +27,7 @@ async fn hello_carries_the_configured_interval() {
     mock.stop().await;
 }
 
-/// §15.2: every heartbeat is acknowledged, before and after Identify.
+/// Every heartbeat is acknowledged, before and after Identify.
 #[actix_rt::test]
 async fn every_heartbeat_is_acked() {
     let mock = start(config()).await;
@@ -48,7 +49,7 @@ async fn every_heartbeat_is_acked() {
     mock.stop().await;
 }
 
-/// §15.2: a connection that stops heartbeating is closed (resumably, 4000).
+/// A connection that stops heartbeating is closed (resumably, 4000).
 #[actix_rt::test]
 async fn silent_connection_is_closed() {
     let mock = start(
@@ -68,7 +69,7 @@ async fn silent_connection_is_closed() {
     mock.stop().await;
 }
 
-/// §15.3: anything but a heartbeat before Identify closes 4003.
+/// Anything but a heartbeat before Identify closes 4003.
 #[actix_rt::test]
 async fn payload_before_identify_closes_4003() {
     let mock = start(config()).await;
@@ -84,7 +85,7 @@ async fn payload_before_identify_closes_4003() {
     mock.stop().await;
 }
 
-/// §15.4: a wrong token closes 4004 and the token never shows in records.
+/// A wrong token closes 4004 and the token never shows in records.
 #[actix_rt::test]
 async fn bad_token_closes_4004() {
     let mock = start(config().token("right-token")).await;
@@ -108,7 +109,7 @@ async fn bad_token_closes_4004() {
     mock.stop().await;
 }
 
-/// §15.4: a second Identify closes 4005.
+/// A second Identify closes 4005.
 #[actix_rt::test]
 async fn second_identify_closes_4005() {
     let mock = start(config()).await;
@@ -120,7 +121,7 @@ async fn second_identify_closes_4005() {
     mock.stop().await;
 }
 
-/// §15.4: undocumented intent bits close 4013; privileged ones not granted 4014.
+/// Undocumented intent bits close 4013; privileged ones not granted 4014.
 #[actix_rt::test]
 async fn intents_are_validated() {
     let mock = start(config().granted_intents(Intents::MESSAGE_CONTENT)).await;
@@ -139,7 +140,7 @@ async fn intents_are_validated() {
     mock.stop().await;
 }
 
-/// §15.4: a shard outside its total closes 4010.
+/// A shard outside its total closes 4010.
 #[actix_rt::test]
 async fn invalid_shard_closes_4010() {
     let mock = start(config()).await;
@@ -152,7 +153,7 @@ async fn invalid_shard_closes_4010() {
     mock.stop().await;
 }
 
-/// §15.4: a shard that would hold too many guilds closes 4011.
+/// A shard that would hold too many guilds closes 4011.
 #[actix_rt::test]
 async fn too_many_guilds_closes_4011() {
     let mock = start(config().guilds(5).max_guilds_per_shard(2)).await;
@@ -173,7 +174,7 @@ async fn too_many_guilds_closes_4011() {
     mock.stop().await;
 }
 
-/// §15.4: a bad or missing `v` closes 4012; a non-JSON encoding closes 4002.
+/// A bad or missing `v` closes 4012; a non-JSON encoding closes 4002.
 #[actix_rt::test]
 async fn bad_version_closes_4012() {
     let mock = start(config()).await;
@@ -188,7 +189,7 @@ async fn bad_version_closes_4012() {
     mock.stop().await;
 }
 
-/// §15.4: unknown opcodes and receive-only opcodes close 4001.
+/// Unknown opcodes and receive-only opcodes close 4001.
 #[actix_rt::test]
 async fn unknown_opcode_closes_4001() {
     let mock = start(config()).await;
@@ -207,7 +208,7 @@ async fn unknown_opcode_closes_4001() {
     mock.stop().await;
 }
 
-/// §15.4: an invalid payload for an opcode closes 4001.
+/// An invalid payload for an opcode closes 4001.
 #[actix_rt::test]
 async fn invalid_payload_closes_4001() {
     let mock = start(config()).await;
@@ -226,7 +227,7 @@ async fn invalid_payload_closes_4001() {
     mock.stop().await;
 }
 
-/// §15.4: malformed JSON and frames over 4096 bytes close 4002.
+/// Malformed JSON and frames over 4096 bytes close 4002.
 #[actix_rt::test]
 async fn decode_errors_close_4002() {
     let mock = start(config()).await;
@@ -245,7 +246,7 @@ async fn decode_errors_close_4002() {
     mock.stop().await;
 }
 
-/// §15.6: more payloads than the send limit in a window close 4008.
+/// More payloads than the send limit in a window close 4008.
 #[actix_rt::test]
 async fn send_rate_limit_closes_4008() {
     let mock = start(config().send_limit(5, Duration::from_secs(60))).await;
@@ -259,7 +260,7 @@ async fn send_rate_limit_closes_4008() {
     mock.stop().await;
 }
 
-/// §15.5: READY (s = 1) lists exactly the shard's guilds, a distinct resume
+/// READY (s = 1) lists exactly the shard's guilds, a distinct resume
 /// URL, the shard and the application; one GUILD_CREATE per guild follows.
 #[actix_rt::test]
 async fn ready_then_guild_creates() {
@@ -301,7 +302,7 @@ async fn ready_then_guild_creates() {
     mock.stop().await;
 }
 
-/// §15.5: guild events go to the owning shard, guildless ones to shard 0.
+/// Guild events go to the owning shard, guildless ones to shard 0.
 #[actix_rt::test]
 async fn events_are_routed_by_shard() {
     let mock = start(config().guilds(4)).await;
@@ -346,7 +347,7 @@ async fn events_are_routed_by_shard() {
     mock.stop().await;
 }
 
-/// §15.5: events are filtered by intents and message content is blanked
+/// Events are filtered by intents and message content is blanked
 /// without MESSAGE_CONTENT, except when the message mentions the bot.
 #[actix_rt::test]
 async fn intents_filter_and_content_blanking() {
@@ -388,7 +389,7 @@ async fn intents_filter_and_content_blanking() {
     mock.stop().await;
 }
 
-/// §15.7: one identify per `shard_id % max_concurrency` bucket per window;
+/// One identify per `shard_id % max_concurrency` bucket per window;
 /// over it, op 9 false and a violation.
 #[actix_rt::test]
 async fn identify_concurrency_is_enforced_per_bucket() {
@@ -420,7 +421,7 @@ async fn identify_concurrency_is_enforced_per_bucket() {
     mock.stop().await;
 }
 
-/// §15.7: the daily session start budget.
+/// The daily session start budget.
 #[actix_rt::test]
 async fn session_budget_runs_out() {
     let mock = start(config().session_start_limit(10, 1, Duration::from_secs(3600))).await;
@@ -435,7 +436,7 @@ async fn session_budget_runs_out() {
     mock.stop().await;
 }
 
-/// §15.8: Resume replays the missed dispatches with their original
+/// Resume replays the missed dispatches with their original
 /// sequence numbers, then RESUMED; no violation when done right.
 #[actix_rt::test]
 async fn resume_replays_missed_dispatches() {
@@ -568,7 +569,7 @@ async fn resume_on_discovery_url_is_a_violation() {
     mock.stop().await;
 }
 
-/// §15.8: an unknown session gets op 9 false, and the socket stays open.
+/// An unknown session gets op 9 false, and the socket stays open.
 #[actix_rt::test]
 async fn resume_of_unknown_session_is_invalid() {
     let mock = start(config()).await;
@@ -586,7 +587,7 @@ async fn resume_of_unknown_session_is_invalid() {
     mock.stop().await;
 }
 
-/// §15.8: a seq beyond the last sent closes 4007, or answers op 9 when so
+/// A seq beyond the last sent closes 4007, or answers op 9 when so
 /// configured.
 #[actix_rt::test]
 async fn resume_with_bad_seq() {
@@ -618,7 +619,7 @@ async fn resume_with_bad_seq() {
     }
 }
 
-/// §15.9: a client close with 1000 destroys the session; 4000 and a TCP
+/// A client close with 1000 destroys the session; 4000 and a TCP
 /// drop keep it; keep-alive expiry ends it.
 #[actix_rt::test]
 async fn close_codes_decide_resumability() {
@@ -701,7 +702,7 @@ async fn invalid_session_can_close_the_socket() {
     mock.stop().await;
 }
 
-/// §15.10: zlib-stream and zstd-stream decode with one context per
+/// Zlib-stream and zstd-stream decode with one context per
 /// connection, across READY, GUILD_CREATEs and later dispatches.
 #[actix_rt::test]
 async fn transport_compression() {
