@@ -76,7 +76,8 @@ pub async fn capture(
     events: u64,
     guilds: usize,
 ) -> anyhow::Result<Capture> {
-    let mut url = format!("{}?v=10&encoding=json", emulator.gateway_url());
+    // The gateway URL is bare (ws://host:port), as Discord's is.
+    let mut url = format!("{}/?v=10&encoding=json", emulator.gateway_url());
     if let Some(compress) = codec.query() {
         url.push_str("&compress=");
         url.push_str(compress);

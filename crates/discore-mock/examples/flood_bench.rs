@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         None => "v=10&encoding=json".to_owned(),
     };
     let (_, mut framed) = awc::Client::new()
-        .ws(format!("{}?{query}", mock.gateway_url()))
+        .ws(format!("{}/?{query}", mock.gateway_url()))
         .max_frame_size(64 << 20)
         .connect()
         .await

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
             .workers(1),
     )
     .await?;
-    let url = format!("{}?v=10&encoding=json", mock.gateway_url());
+    let url = format!("{}/?v=10&encoding=json", mock.gateway_url());
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
