@@ -304,12 +304,12 @@ mod tests {
     use super::{Author, Message, Store};
     use serde_json::json;
 
-    fn message(channel: u64) -> Message {
+    fn message(id: u64, channel: u64) -> Message {
         Message {
             guild: 0,
             channel,
             author: Author::Bot,
-            value: json!({}),
+            value: json!({ "n": id }),
             reactions: Vec::new(),
         }
     }
@@ -318,12 +318,16 @@ mod tests {
     fn channel_pages_newest_first() {
         let mut store = Store::default();
         for id in 1..=10 {
-            store.insert_message(id, message(if id % 2 == 0 { 7 } else { 8 }));
+            store.insert_message(id, message(id, if id % 2 == 0 { 7 } else { 8 }));
         }
-        let ids = |page: Vec<&Message>| page.len();
-        assert_eq!(ids(store.channel_messages(7, None, None, 50)), 5);
-        assert_eq!(ids(store.channel_messages(7, Some(6), None, 50)), 2);
-        assert_eq!(ids(store.channel_messages(7, None, Some(2), 2)), 2);
+        let ids = |page: Vec<&Message>| -> Vec<u64> {
+            page.iter()
+                .map(|m| m.value["n"].as_u64().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(ids(store.channel_messages(7, None, None, 50)), [10, 8, 6, 4, 2]);
+        assert_eq!(ids(store.channel_messages(7, Some(6), None, 50)), [4, 2]);
+        assert_eq!(ids(store.channel_messages(7, None, Some(2), 2)), [6, 4]);
         assert!(store.message(8, 2).is_none());
         assert!(store.remove_message(7, 2).is_some());
         assert!(store.message(7, 2).is_none());
