@@ -1,7 +1,7 @@
 //! The identify queue shared by every process of a bot, in Redis.
 
 use crate::redis_conn::{ClusterRedis, Keys, bounded};
-use discore_gateway::identify::{IdentifyFuture, IdentifyQueue, SessionStartLimit};
+use discore_gateway::{IdentifyFuture, IdentifyQueue, SessionStartLimit};
 use discore_protocol::{ShardId, limits::IDENTIFY_WINDOW};
 use redis::Script;
 use std::{

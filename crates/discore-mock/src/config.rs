@@ -8,7 +8,7 @@ use std::{
 };
 
 /// What the emulator does when a Resume carries a sequence number beyond the
-/// last one it sent (protocol digest §15.8).
+/// last one it sent (`docs/protocol.md`, "Resuming").
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadSequenceBehaviour {

@@ -1,11 +1,12 @@
 //! A dispatch ready to route: its name, its pre-encoded data, the variant
-//! with message content blanked, and the intent it needs (digest §12).
+//! with message content blanked, and the intent it needs (`docs/protocol.md`,
+//! "Intents").
 
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
 
-// Intent bits (digest §12).
+// Intent bits (`docs/protocol.md`, "Intents").
 pub(crate) const GUILDS: u64 = 1;
 pub(crate) const GUILD_MEMBERS: u64 = 1 << 1;
 const GUILD_MODERATION: u64 = 1 << 2;
@@ -161,7 +162,7 @@ impl Event {
     }
 }
 
-/// The MESSAGE_CONTENT rule (digest §12): without the intent, `content`,
+/// The MESSAGE_CONTENT rule (`docs/protocol.md`, "Intents"): without the intent, `content`,
 /// `embeds`, `attachments` and `components` arrive empty and `poll` is
 /// omitted, except for the app's own messages, DMs, and messages that
 /// mention the app. Returns the blanked copy, or `None` when exempt.

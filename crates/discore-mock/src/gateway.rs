@@ -1,5 +1,5 @@
 //! One gateway WebSocket connection: the handshake, then a task that reads
-//! client frames, enforces the protocol (digest §15), writes dispatches from
+//! client frames, enforces the protocol (`docs/protocol.md`), writes dispatches from
 //! the session's outbox, and applies faults.
 
 use crate::{

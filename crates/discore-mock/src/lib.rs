@@ -3,7 +3,7 @@
 //!
 //! One port serves the WebSocket gateway (`/`, and `/resume/` as READY's
 //! `resume_gateway_url`) and REST (`/api/v10/...`). The emulator follows the
-//! conformance checklist of the protocol digest: Hello, heartbeats and ACKs,
+//! Gateway protocol as `docs/protocol.md` describes it: Hello, heartbeats and ACKs,
 //! Identify validation with Discord's close codes, identify buckets and the
 //! daily budget, READY and GUILD_CREATE for exactly the shard's guilds,
 //! intents and message-content filtering, Resume with replay, transport

@@ -1,4 +1,5 @@
-//! Builders of dispatch data (`d`) in Discord's shapes (digest §6.2, §13, §14).
+//! Builders of dispatch data (`d`) in Discord's shapes (`docs/protocol.md`,
+//! "Identify and READY", "Commands"; Discord's Gateway Events page).
 
 use crate::world::{ChannelKind, INTERACTION_BASE, MESSAGE_BASE, World, iso8601, mix, unix_ms_now};
 use serde_json::{Value, json};

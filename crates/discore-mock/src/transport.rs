@@ -1,4 +1,5 @@
-//! Server-side WebSocket frames and transport compression (digest §11).
+//! Server-side WebSocket frames and transport compression (`docs/protocol.md`,
+//! "Transport compression").
 //!
 //! Frames are written straight into a byte buffer: a gateway message is
 //! given as a list of slices (envelope pieces around pre-encoded data), so a

@@ -1,4 +1,4 @@
-//! Conformance of the emulator to the protocol digest's §15 checklist,
+//! Conformance of the emulator to the Gateway protocol (`docs/protocol.md`),
 //! driven with a plain awc WebSocket client (not discore's Shard).
 
 mod common;

@@ -1,5 +1,6 @@
-//! Payloads a client sends (protocol digest §6, §7, §13), encoded as the
-//! `{"op": N, "d": ...}` JSON text the gateway expects.
+//! Payloads a client sends (`docs/protocol.md`, "Identify and READY",
+//! "Resuming", "Commands"), encoded as the `{"op": N, "d": ...}` JSON text
+//! the gateway expects.
 
 use crate::{OpCode, Token, limits::MAX_CLIENT_PAYLOAD_BYTES};
 use serde::{Deserialize, Serialize};

@@ -56,6 +56,11 @@ impl GatewayEvent {
     pub fn name(&self) -> &str {
         self.event.name()
     }
+
+    /// The typed event, if twilight-model knows it (see [`Dispatch::typed`]).
+    pub fn typed(&self) -> Option<&DispatchEvent> {
+        self.event.typed()
+    }
 }
 
 /// A dispatch, typed when twilight-model knows it.

@@ -1,5 +1,5 @@
-//! The payload envelope `{op, d, s, t}` (protocol digest §1), read without
-//! parsing the event data.
+//! The payload envelope `{op, d, s, t}` (`docs/protocol.md`, "Payloads"),
+//! read without parsing the event data.
 
 mod data;
 mod scan;
