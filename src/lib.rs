@@ -60,7 +60,9 @@ pub use discore_gateway::{
     ShardExited, ShardLifecycle, ShardStartError, ShardState, ShardStatus, Shutdown, StopMode,
     Subscribe, SubscribeLifecycle, Unsubscribe, tls_with_roots,
 };
-pub use discore_protocol::{Intents, InvalidToken, Session, ShardFailureReason, ShardId, Token};
+pub use discore_protocol::{
+    ErrorChain, Intents, InvalidToken, Session, ShardFailureReason, ShardId, Token,
+};
 
 // A fleet.
 pub use discore_manager::{

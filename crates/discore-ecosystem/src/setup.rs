@@ -242,6 +242,7 @@ impl Environment {
 #[cfg(test)]
 mod tests {
     use super::{RestBase, SetupError};
+    use discore::ErrorChain;
 
     #[test]
     fn discord_is_twilight_default() {
@@ -286,6 +287,23 @@ mod tests {
                 matches!(RestBase::parse(url), Err(SetupError::RestUrl(_))),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let error = SetupError::Emulator(discore_mock::MockError::Bind(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use",
+        )));
+        let messages = ErrorChain(&error).messages();
+        assert_eq!(
+            messages.len(),
+            3,
+            "{messages:?}: the emulator's error, then the system's"
+        );
+        for pair in messages.windows(2) {
+            assert!(!pair[0].contains(&pair[1]), "{messages:?}");
         }
     }
 }

@@ -124,3 +124,30 @@ pub enum RouteError {
     #[error("the manager is stopping")]
     Stopping,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ManagerError, RouteError};
+    use discore_gateway::CommandError;
+    use discore_http::HttpError;
+    use discore_protocol::ErrorChain;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let errors: [&(dyn std::error::Error + 'static); 2] = [
+            &ManagerError::Discovery(HttpError::Unauthorized),
+            &RouteError::Refused {
+                shard: 1,
+                error: CommandError::ShardStopped,
+            },
+        ];
+        for error in errors {
+            let messages = ErrorChain(error).messages();
+            for pair in messages.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "{messages:?}");
+            }
+        }
+        let discovery = ErrorChain(&ManagerError::Discovery(HttpError::Unauthorized)).messages();
+        assert_eq!(discovery.len(), 2, "the HTTP error is the source");
+    }
+}

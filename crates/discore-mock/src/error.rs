@@ -27,3 +27,20 @@ pub enum MockError {
 #[derive(Clone, Copy, Debug, thiserror::Error)]
 #[error("condition not met within {0:?}")]
 pub struct WaitTimeout(pub Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::MockError;
+    use discore_protocol::ErrorChain;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let error = MockError::Bind(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use",
+        ));
+        let messages = ErrorChain(&error).messages();
+        assert_eq!(messages.len(), 2, "{messages:?} has its source");
+        assert!(!messages[0].contains(&messages[1]), "{messages:?}");
+    }
+}

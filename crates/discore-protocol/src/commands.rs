@@ -52,7 +52,7 @@ impl fmt::Display for EncodeError {
                 f,
                 "payload is {size} bytes, over the gateway's {MAX_CLIENT_PAYLOAD_BYTES}-byte limit"
             ),
-            Self::Json(error) => write!(f, "payload failed to serialize: {error}"),
+            Self::Json(_) => f.write_str("payload failed to serialize"),
         }
     }
 }
