@@ -80,7 +80,8 @@ pub use discore_manager::session_store;
 /// per bucket per window and the daily budget (`docs/protocol.md`,
 /// "Identify rate limits"). The manager builds an in-memory one unless
 /// [`IdentifyConfig::queue`] gives it another, such as a queue shared by
-/// several processes; any implementation must pass [`conformance::run`].
+/// several processes; any implementation must pass
+/// [`identify::conformance::run`].
 pub mod identify {
     pub use discore_gateway::{
         IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit,
@@ -90,7 +91,7 @@ pub mod identify {
 
 /// The REST client the manager discovers the gateway with (`GET
 /// /gateway/bot`). Its answers are twilight-model types, under
-/// [`model`](crate::model).
+/// [`model`].
 pub mod http {
     pub use discore_http::{DISCORD_API_URL, HttpError, RestClient, RestClientBuilder};
 }

@@ -7,7 +7,8 @@
 //! restarts crashed shards from their sessions (so they resume), stops a
 //! shard or the fleet on fatal close codes, re-shards without downtime when
 //! Discord asks for more shards, routes commands by guild, reports progress
-//! and readiness, and on shutdown hands sessions off to a [`SessionStore`]
+//! and readiness, and on shutdown hands sessions off to a
+//! [`SessionStore`](session_store::SessionStore)
 //! so the next process resumes them. The guide is `docs/shard-manager.md`.
 //!
 //! ```no_run
