@@ -88,7 +88,7 @@ impl IdentifyMeter {
 
 /// An [`IdentifyQueue`] that measures another: slots granted, shards waiting,
 /// how long they waited, and (for the in-memory queue) the daily budget
-/// left. Give it to `ManagerConfig::identify_queue` and its
+/// left. Give it to the manager (`IdentifyConfig::queue`) and its
 /// [`meter`](Self::meter) to the [`ManagerSource`](crate::ManagerSource).
 ///
 /// ```
