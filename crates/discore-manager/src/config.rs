@@ -537,44 +537,49 @@ mod tests {
 
     #[test]
     fn impossible_counts_and_urls_are_refused() {
-        for (config, expected) in [
-            (
-                config().shard_count(ShardCount::Fixed(0)),
-                ConfigError::NoShards,
-            ),
-            (
-                config()
-                    .shard_count(ShardCount::Range {
-                        ids: 3..3,
-                        total: 4,
-                    })
-                    .resharding(ReshardMode::Disabled),
-                ConfigError::RangeOutsideTotal {
-                    ids: 3..3,
-                    total: 4,
-                },
-            ),
-            (
-                config()
-                    .shard_count(ShardCount::Range {
-                        ids: 2..6,
-                        total: 4,
-                    })
-                    .resharding(ReshardMode::Disabled),
-                ConfigError::RangeOutsideTotal {
-                    ids: 2..6,
-                    total: 4,
-                },
-            ),
-            (
-                config().discovery(super::DiscoveryConfig {
-                    gateway_url: Some("http://not-a-websocket".into()),
-                    ..super::DiscoveryConfig::default()
-                }),
-                ConfigError::GatewayUrl("http://not-a-websocket".into()),
-            ),
-        ] {
-            assert_eq!(config.validate(), Err(expected));
-        }
+        let range_of = |ids: std::ops::Range<u32>, total| {
+            config()
+                .shard_count(ShardCount::Range {
+                    ids: ids.clone(),
+                    total,
+                })
+                .resharding(ReshardMode::Disabled)
+                .validate()
+                .err()
+        };
+        assert_eq!(
+            range_of(3..3, 4),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 3..3,
+                total: 4
+            })
+        );
+        assert_eq!(
+            range_of(2..6, 4),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 2..6,
+                total: 4
+            })
+        );
+        assert_eq!(
+            range_of(0..4, 0),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 0..4,
+                total: 0
+            })
+        );
+        assert_eq!(range_of(2..4, 4), None);
+        assert_eq!(
+            config().shard_count(ShardCount::Fixed(0)).validate(),
+            Err(ConfigError::NoShards)
+        );
+        let url = config().discovery(super::DiscoveryConfig {
+            gateway_url: Some("http://not-a-websocket".into()),
+            ..super::DiscoveryConfig::default()
+        });
+        assert_eq!(
+            url.validate(),
+            Err(ConfigError::GatewayUrl("http://not-a-websocket".into()))
+        );
     }
 }
