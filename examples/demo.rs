@@ -30,20 +30,15 @@
 
 use actix::prelude::*;
 use discore::{
-    gateway::{
-        EventFilter, GatewayEvent, Intents, SessionStartLimit, StopMode, Token,
-        identify::InMemoryIdentifyQueue,
-    },
-    model::{
-        gateway::event::DispatchEvent,
-        id::{Id, marker::UserMarker},
-    },
-};
-use discore_admin::{AdminConfig, AdminError, AdminServer, ManagerSource, MeteredIdentifyQueue};
-use discore_http::RestClient;
-use discore_manager::{
-    FleetEvent, FleetProgress, FleetStatus, GetFleetStatus, InMemorySessionStore,
-    JsonFileSessionStore, ManagerConfig, SessionStore, ShardManager, ShardRunState, ShutdownFleet,
+    DiscoveryConfig, DispatchEvent, EventFilter, FleetEvent, FleetProgress, FleetStatus,
+    GatewayEvent, GetFleetStatus, IdentifyConfig, Intents, ManagerConfig, SessionConfig,
+    ShardManager, ShardRunState, ShardState, ShutdownFleet, StopMode, Token,
+    admin::{AdminConfig, AdminError, AdminServer, ManagerSource, MeteredIdentifyQueue},
+    http::{DISCORD_API_URL, RestClient},
+    identify::{InMemoryIdentifyQueue, SessionStartLimit},
+    model::id::{Id, marker::UserMarker},
+    session_store::{InMemorySessionStore, JsonFileSessionStore, SessionStore},
+    tls_with_roots,
 };
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::{
@@ -109,7 +104,7 @@ impl Handler<GatewayEvent> for Bot {
     type Result = ();
 
     fn handle(&mut self, event: GatewayEvent, ctx: &mut Context<Self>) {
-        match event.event.typed() {
+        match event.typed() {
             Some(DispatchEvent::Ready(ready)) => self.me = Some(ready.user.id),
             Some(DispatchEvent::MessageCreate(message)) => {
                 if Some(message.author.id) == self.me {
@@ -256,7 +251,7 @@ fn summary(status: &FleetStatus, counters: &Counters, rate: f64) -> String {
     let mut latencies = Vec::new();
     for report in &status.shards {
         if let (ShardRunState::Running, Some(shard)) = (&report.state, &report.status) {
-            if shard.state == discore::gateway::ShardState::Active {
+            if shard.state == ShardState::Active {
                 active += 1;
             }
             guilds += shard.guilds_loaded;
@@ -369,7 +364,7 @@ async fn main() -> anyhow::Result<()> {
                 let store: Arc<dyn SessionStore> = Arc::new(JsonFileSessionStore::new(file));
                 (
                     Token::new(token)?,
-                    discore_http::DISCORD_API_URL.to_owned(),
+                    DISCORD_API_URL.to_owned(),
                     intents,
                     store,
                     None,
@@ -444,11 +439,9 @@ async fn main() -> anyhow::Result<()> {
 
     let bot = Bot {
         http: awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(Arc::new(
-                discore::gateway::tls_with_roots(rustls::RootCertStore::from_iter(
-                    webpki_roots::TLS_SERVER_ROOTS.iter().cloned(),
-                ))?,
-            )))
+            .connector(awc::Connector::new().rustls_0_23(Arc::new(tls_with_roots(
+                rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            )?)))
             .timeout(Duration::from_secs(10))
             .finish(),
         rest_url: rest_url.clone(),
@@ -467,10 +460,12 @@ async fn main() -> anyhow::Result<()> {
     .start();
     let manager = ShardManager::launch(
         ManagerConfig::new(token, intents)
-            .rest_url(rest_url)
-            .gateway_info(info)
-            .identify_queue(Arc::new(queue))
-            .session_store(Arc::clone(&store))
+            .discovery(DiscoveryConfig {
+                gateway_bot: Some(info),
+                ..DiscoveryConfig::at(rest_url)
+            })
+            .identify(IdentifyConfig::queue(Arc::new(queue)))
+            .sessions(SessionConfig::new(Arc::clone(&store)))
             .subscribe(bot.recipient(), EventFilter::all())
             .subscribe_fleet(watcher.recipient()),
     )

@@ -20,10 +20,10 @@
 //! With `DISCORD_TOKEN` it runs the bot on Discord.
 
 use actix::prelude::*;
-use discore_gateway::{GatewayEvent, Intents, Token};
-use discore_manager::{
-    FleetEvent, FleetProgress, GetFleetStatus, JsonFileSessionStore, ManagerConfig, ShardManager,
-    ShutdownFleet, StopMode,
+use discore::{
+    DiscoveryConfig, FleetEvent, FleetProgress, GatewayEvent, GetFleetStatus, IdentifyConfig,
+    IdentifyLimits, Intents, ManagerConfig, SessionConfig, ShardManager, ShutdownFleet, StopMode,
+    SupervisionConfig, Token, session_store::JsonFileSessionStore,
 };
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -93,6 +93,15 @@ fn bar(progress: &FleetProgress) -> String {
     )
 }
 
+/// An identify window a little above the emulator's 1 s, so the client
+/// never identifies faster than the emulator allows.
+fn identify_above_the_emulators_window() -> IdentifyConfig {
+    IdentifyConfig::in_memory(IdentifyLimits {
+        window: Duration::from_millis(1100),
+        ..IdentifyLimits::default()
+    })
+}
+
 #[actix::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -110,8 +119,8 @@ async fn main() -> anyhow::Result<()> {
     } else if let Ok(rest) = std::env::var("DISCORE_REST_URL") {
         let token = std::env::var("DISCORE_TOKEN").unwrap_or_else(|_| EMULATOR_TOKEN.to_owned());
         let config = ManagerConfig::new(Token::new(token)?, intents)
-            .rest_url(rest)
-            .identify_window(Duration::from_millis(1100));
+            .discovery(DiscoveryConfig::at(rest))
+            .identify(identify_above_the_emulators_window());
         (config, None)
     } else {
         let mock = MockServer::start(
@@ -129,14 +138,18 @@ async fn main() -> anyhow::Result<()> {
             mock.rest_url()
         );
         let config = ManagerConfig::new(Token::new(EMULATOR_TOKEN)?, intents)
-            .rest_url(mock.rest_url())
-            // A little above the emulator's window.
-            .identify_window(Duration::from_millis(1100))
-            .status_interval(Duration::from_millis(200));
+            .discovery(DiscoveryConfig::at(mock.rest_url()))
+            .identify(identify_above_the_emulators_window())
+            .supervision(SupervisionConfig {
+                status_interval: Duration::from_millis(200),
+                ..SupervisionConfig::default()
+            });
         (config, Some(mock))
     };
     let config = match &sessions {
-        Some(path) => config.session_store(Arc::new(JsonFileSessionStore::new(path))),
+        Some(path) => config.sessions(SessionConfig::new(Arc::new(JsonFileSessionStore::new(
+            path,
+        )))),
         None => config,
     };
 

@@ -1,4 +1,5 @@
-//! One shard, the seed guide's first program in Rust.
+//! One shard on its own: connect, identify, count events, hand the session
+//! off.
 //!
 //! With `DISCORD_TOKEN` set it connects to Discord; without it, to the
 //! embedded emulator with live traffic, so it runs offline:
@@ -11,7 +12,7 @@
 //! Ctrl-C hands the session off and prints it, as a restart would keep it.
 
 use actix::prelude::*;
-use discore::gateway::{
+use discore::{
     EventFilter, GatewayEvent, Intents, Lifecycle, Shard, ShardConfig, ShardId, ShardLifecycle,
     Shutdown, StopMode, Token,
 };

@@ -2,12 +2,13 @@
 //! it starts in well under a second.
 
 use actix::prelude::*;
-use discore::gateway::{
-    EventFilter, GatewayEvent, Intents, SessionStartLimit, ShardConfig, Token, backoff::Backoff,
-    identify::InMemoryIdentifyQueue,
+use discore::{
+    Backoff, DiscoveryConfig, EventFilter, GatewayEvent, IdentifyConfig, Intents, ManagerConfig,
+    Placement, ShardConfig, ShardManager, ShutdownFleet, StopMode, SupervisionConfig, Token,
+    WaitUntilReady,
+    identify::{InMemoryIdentifyQueue, SessionStartLimit},
 };
 use discore_admin::{AdminConfig, AdminServer, ManagerSource, MeteredIdentifyQueue};
-use discore_manager::{ManagerConfig, ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::{
     net::TcpListener,
@@ -85,11 +86,14 @@ pub async fn start_with(guilds: u64, admin: AdminConfig, heartbeat: Duration) ->
     let meter = queue.meter();
     let manager = ShardManager::launch(
         ManagerConfig::new(Token::new("mock-token").expect("valid token"), intents)
-            .rest_url(mock.rest_url())
-            .identify_queue(Arc::new(queue))
-            .status_interval(Duration::from_millis(20))
-            .arbiters(2)
-            .shutdown_grace(Duration::from_millis(50))
+            .discovery(DiscoveryConfig::at(mock.rest_url()))
+            .identify(IdentifyConfig::queue(Arc::new(queue)))
+            .supervision(SupervisionConfig {
+                status_interval: Duration::from_millis(20),
+                shutdown_grace: Duration::from_millis(50),
+                ..SupervisionConfig::default()
+            })
+            .placement(Placement::Arbiters(2))
             .shard_config(
                 ShardConfig::new(intents)
                     .backoff(Backoff {

@@ -293,7 +293,7 @@ async fn binds_loopback_by_default() {
 /// show it, with its reconnects counted by kind.
 #[actix_rt::test]
 async fn serves_a_shard_without_a_manager() {
-    use discore::gateway::{EventFilter, Intents, Shard, ShardConfig, ShardId, Token};
+    use discore::{EventFilter, Intents, Shard, ShardConfig, ShardId, Token};
     use std::time::Duration;
 
     fleet::init_logging();
@@ -357,8 +357,6 @@ async fn serves_a_shard_without_a_manager() {
     assert_eq!(json["fleet"]["total"], 1);
     assert!(json["fleet"]["identify"].is_null(), "no metered queue here");
     admin.stop().await;
-    let _ = shard
-        .send(discore::gateway::Shutdown(discore::gateway::StopMode::End))
-        .await;
+    let _ = shard.send(discore::Shutdown(discore::StopMode::End)).await;
     mock.stop().await;
 }

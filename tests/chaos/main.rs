@@ -14,10 +14,11 @@
 mod emulator;
 
 use actix::prelude::*;
-use discore::gateway::{
-    Compression, DispatchEvent, GatewayEvent, Intents, ShardConfig, Token, backoff::Backoff,
+use discore::{
+    Backoff, Compression, DiscoveryConfig, DispatchEvent, GatewayEvent, GetFleetStatus,
+    IdentifyConfig, IdentifyLimits, Intents, ManagerConfig, Placement, RestartPolicy, ShardConfig,
+    ShardCount, ShardManager, SupervisionConfig, Token,
 };
-use discore_manager::{GetFleetStatus, ManagerConfig, RestartPolicy, ShardCount, ShardManager};
 use discore_mock::{Fault, Target, TrafficConfig, ViolationKind};
 use emulator::EmulatorProcess;
 use std::{
@@ -74,7 +75,7 @@ impl Handler<GatewayEvent> for Collector {
     type Result = ();
 
     fn handle(&mut self, message: GatewayEvent, _: &mut Context<Self>) {
-        let session = match message.event.typed() {
+        let session = match message.typed() {
             Some(DispatchEvent::Ready(ready)) => Some(ready.session_id.clone()),
             _ => None,
         };
@@ -301,18 +302,24 @@ async fn chaos_soak() {
         | Intents::GUILD_MESSAGE_REACTIONS
         | Intents::GUILD_MESSAGE_TYPING;
     let config = ManagerConfig::new(Token::new(TOKEN).expect("token"), intents)
-        .rest_url(mock.rest_url())
+        .discovery(DiscoveryConfig::at(mock.rest_url()))
         .shard_count(ShardCount::Fixed(SHARDS))
-        .identify_window(Duration::from_millis(35))
+        .identify(IdentifyConfig::in_memory(IdentifyLimits {
+            window: Duration::from_millis(35),
+            ..IdentifyLimits::default()
+        }))
         .shard_config(shard_config)
-        .arbiters(2)
-        .restart_policy(RestartPolicy {
-            backoff: Backoff {
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
+        .placement(Placement::Arbiters(2))
+        .supervision(SupervisionConfig {
+            restart: RestartPolicy {
+                backoff: Backoff {
+                    base: Duration::from_millis(20),
+                    cap: Duration::from_millis(200),
+                },
+                max_restarts: 50,
+                window: Duration::from_secs(10),
             },
-            max_restarts: 50,
-            window: Duration::from_secs(10),
+            ..SupervisionConfig::default()
         });
     let manager = ShardManager::start(config, collector.recipient())
         .await

@@ -2,7 +2,7 @@
 //! protocol error, a resume, and nothing lost.
 
 use crate::harness::*;
-use discore::gateway::{Compression, Lifecycle};
+use discore::{Compression, Lifecycle};
 use discore_mock::Target;
 
 /// Sends `payload` to a READY shard, then 30 messages: every message

@@ -1,6 +1,5 @@
 use crate::harness::*;
 use actix::Actor;
-use discore::gateway::{Command, CommandError, DispatchEvent, SendCommand, ShardConfig};
 use discore::model::{
     gateway::{
         Intents,
@@ -13,6 +12,7 @@ use discore::model::{
     id::Id,
 };
 use discore::protocol::commands::RequestSoundboardSounds;
+use discore::{Command, CommandError, DispatchEvent, SendCommand, ShardConfig};
 use discore_mock::{MockServer, Target, ViolationKind};
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ async fn commands_wait_for_the_session() {
     let mock = MockServer::start(mock_config()).await.expect("emulator");
     let recorded = Recorded::start();
     // Started without waiting: the commands go in before READY.
-    let addr = <discore::gateway::Shard as Actor>::start(shard(shard_config(&mock), &recorded));
+    let addr = <discore::Shard as Actor>::start(shard(shard_config(&mock), &recorded));
     addr.send(SendCommand(Command::UpdatePresence(presence("early"))))
         .await
         .expect("delivered")
@@ -102,7 +102,7 @@ async fn a_burst_of_a_thousand_commands_is_paced() {
     let nonces: Vec<u32> = recorded
         .events()
         .iter()
-        .filter_map(|e| match e.event.typed() {
+        .filter_map(|e| match e.typed() {
             Some(DispatchEvent::MemberChunk(chunk)) => chunk.nonce.as_deref()?.parse().ok(),
             _ => None,
         })
@@ -235,7 +235,7 @@ async fn request_commands_get_their_answers() {
     recorded.wait_for_event("VOICE_SERVER_UPDATE", 1).await;
     recorded.wait_for_event("SOUNDBOARD_SOUNDS", 1).await;
     let events = recorded.events();
-    let chunk = events.iter().find_map(|e| match e.event.typed() {
+    let chunk = events.iter().find_map(|e| match e.typed() {
         Some(DispatchEvent::MemberChunk(chunk)) => Some(chunk.clone()),
         _ => None,
     });
@@ -270,12 +270,12 @@ async fn a_presence_too_large_for_identify_is_refused() {
         .expect("a presence that fits is queued");
 
     let config = shard_config(&mock).presence(large);
-    let error = discore::gateway::Shard::new(token(), discore::gateway::ShardId::new(0, 1), config)
+    let error = discore::Shard::new(token(), discore::ShardId::new(0, 1), config)
         .start()
         .await
         .expect_err("the Identify would be refused");
     assert!(
-        matches!(error, discore::gateway::ShardStartError::IdentifyTooLarge { size } if size > 4096),
+        matches!(error, discore::ShardStartError::IdentifyTooLarge { size } if size > 4096),
         "{error:?}"
     );
     assert_no_violations(&mock);

@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::Compression;
+use discore::Compression;
 use discore_mock::{MockServer, Target};
 
 /// One zlib-stream context per connection carries every event, in order.
@@ -37,7 +37,7 @@ async fn corrupt_compressed_frame_resumes_without_loss() {
         post_messages(&mock, 30);
         recorded.wait_for_event("MESSAGE_CREATE", 30).await;
         recorded
-            .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
+            .wait_for_lifecycle(discore::Lifecycle::Resumed)
             .await;
         assert_in_order_exactly_once(&recorded.events());
         assert_eq!(recorded.count("MESSAGE_CREATE"), 30, "{compression:?}");
@@ -55,7 +55,7 @@ async fn malformed_json_resumes_without_loss() {
     post_messages(&mock, 30);
     recorded.wait_for_event("MESSAGE_CREATE", 30).await;
     recorded
-        .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
+        .wait_for_lifecycle(discore::Lifecycle::Resumed)
         .await;
     assert_in_order_exactly_once(&recorded.events());
     assert_eq!(recorded.count("MESSAGE_CREATE"), 30);
@@ -73,7 +73,7 @@ async fn malformed_dispatch_data_is_not_counted_and_resumes_without_loss() {
     post_messages(&mock, 30);
     recorded.wait_for_event("MESSAGE_CREATE", 30).await;
     recorded
-        .wait_for_lifecycle(discore::gateway::Lifecycle::Resumed)
+        .wait_for_lifecycle(discore::Lifecycle::Resumed)
         .await;
     assert_in_order_exactly_once(&recorded.events());
     assert_eq!(recorded.count("MESSAGE_CREATE"), 30);
@@ -105,7 +105,7 @@ async fn five_mib_dispatch_over_many_frames() {
         .iter()
         .find(|e| e.name() == "BIG_EVENT")
         .expect("delivered");
-    let discore::gateway::Dispatch::Raw(raw) = &*event.event else {
+    let discore::Dispatch::Raw(raw) = &*event.event else {
         panic!("unknown events are raw");
     };
     assert!(raw.data.get().len() > 5 * 1024 * 1024);
@@ -130,7 +130,7 @@ async fn oversized_message_reconnects() {
         .wait("a disconnect", |_, lifecycle| {
             lifecycle
                 .iter()
-                .any(|l| matches!(l, discore::gateway::Lifecycle::Disconnected { .. }))
+                .any(|l| matches!(l, discore::Lifecycle::Disconnected { .. }))
         })
         .await;
     assert_eq!(recorded.count("BIG_EVENT"), 0);

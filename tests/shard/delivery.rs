@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::{EventFilter, EventType, GetShardStatus, ShardId};
+use discore::{EventFilter, EventType, GetShardStatus, ShardId};
 use discore_mock::{MockServer, Target, ViolationKind};
 use std::time::Duration;
 
@@ -77,7 +77,7 @@ async fn filters_select_event_types() {
     let mock = MockServer::start(mock_config()).await.expect("emulator");
     let everything = Recorded::start();
     let messages_only = Recorded::start();
-    let _shard = discore::gateway::Shard::new(token(), ShardId::new(0, 1), shard_config(&mock))
+    let _shard = discore::Shard::new(token(), ShardId::new(0, 1), shard_config(&mock))
         .subscribe(everything.addr.clone().recipient(), EventFilter::all())
         .subscribe(
             messages_only.addr.clone().recipient(),

@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::{
+use discore::{
     GetShardStatus, Intents, Lifecycle, ShardConfig, ShardFailureReason, ShardStartError,
     ShardState,
 };
@@ -19,7 +19,7 @@ async fn start_error(config: ShardConfig) -> ShardStartError {
 async fn fatal_close_codes_fail_without_reconnecting() {
     let cases = [
         (4004, ShardFailureReason::AuthenticationFailed),
-        (4010, ShardFailureReason::InvalidShard),
+        (4010, ShardFailureReason::ShardInvalid),
         (4011, ShardFailureReason::ShardingRequired),
         (4012, ShardFailureReason::InvalidApiVersion),
         (4013, ShardFailureReason::InvalidIntents),
@@ -47,9 +47,9 @@ async fn fatal_close_codes_fail_without_reconnecting() {
 #[actix_rt::test]
 async fn wrong_token_fails_the_start() {
     let mock = MockServer::start(mock_config()).await.expect("emulator");
-    let error = discore::gateway::Shard::new(
-        discore::gateway::Token::new("not-the-token").expect("valid shape"),
-        discore::gateway::ShardId::new(0, 1),
+    let error = discore::Shard::new(
+        discore::Token::new("not-the-token").expect("valid shape"),
+        discore::ShardId::new(0, 1),
         shard_config(&mock),
     )
     .start()

@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::{DispatchEvent, GetShardStatus, Lifecycle, ShardState};
+use discore::{DispatchEvent, GetShardStatus, Lifecycle, ShardState};
 use discore_mock::Target;
 use serde_json::json;
 
@@ -14,19 +14,16 @@ async fn ready_then_one_guild_create_per_guild() {
         ["READY", "GUILD_CREATE", "GUILD_CREATE", "GUILD_CREATE"]
     );
     let events = recorded.events();
+    assert!(matches!(events[0].typed(), Some(DispatchEvent::Ready(_))));
     assert!(matches!(
-        events[0].event.typed(),
-        Some(DispatchEvent::Ready(_))
-    ));
-    assert!(matches!(
-        events[1].event.typed(),
+        events[1].typed(),
         Some(DispatchEvent::GuildCreate(_))
     ));
     assert_in_order_exactly_once(&events);
     assert!(
         events
             .iter()
-            .all(|e| e.shard == discore::gateway::ShardId::new(0, 1))
+            .all(|e| e.shard == discore::ShardId::new(0, 1))
     );
     assert!(matches!(
         recorded.lifecycle()[..],
@@ -58,7 +55,7 @@ async fn dispatches_arrive_in_order_exactly_once() {
     assert_in_order_exactly_once(&events);
     let contents: Vec<String> = events
         .iter()
-        .filter_map(|e| match e.event.typed() {
+        .filter_map(|e| match e.typed() {
             Some(DispatchEvent::MessageCreate(message)) => Some(message.content.clone()),
             _ => None,
         })
@@ -83,7 +80,7 @@ async fn unknown_dispatch_is_delivered_raw() {
         .iter()
         .find(|e| e.name() == "BRAND_NEW_EVENT")
         .expect("delivered");
-    let discore::gateway::Dispatch::Raw(raw) = &*raw.event else {
+    let discore::Dispatch::Raw(raw) = &*raw.event else {
         panic!("an unknown event is raw");
     };
     assert_eq!(raw.data.get(), r#"{"answer":42}"#);

@@ -2,11 +2,10 @@
 //! pointed at it, and a subscriber that records what a user would see.
 
 use actix::prelude::*;
-use discore::gateway::{
-    Dispatch, EventFilter, GatewayEvent, InMemoryIdentifyQueue, Lifecycle, Shard, ShardConfig,
-    ShardId, ShardLifecycle, Token, backoff::Backoff,
+use discore::{
+    Backoff, Dispatch, DispatchEvent, EventFilter, GatewayEvent, Intents, Lifecycle, Shard,
+    ShardConfig, ShardId, ShardLifecycle, Token, identify::InMemoryIdentifyQueue,
 };
-use discore::model::gateway::Intents;
 use discore_mock::{MockConfig, MockServer};
 use std::{
     sync::{Arc, Mutex},
@@ -38,7 +37,7 @@ pub fn mock_config() -> MockConfig {
 pub fn shard_config(mock: &MockServer) -> ShardConfig {
     ShardConfig::new(Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::MESSAGE_CONTENT)
         .gateway_url(mock.gateway_url())
-        .compression(discore::gateway::Compression::None)
+        .compression(discore::Compression::None)
         .backoff(Backoff {
             base: Duration::from_millis(20),
             cap: Duration::from_millis(200),
@@ -71,6 +70,10 @@ pub struct Seen {
 impl Seen {
     pub fn name(&self) -> &str {
         self.event.name()
+    }
+
+    pub fn typed(&self) -> Option<&DispatchEvent> {
+        self.event.typed()
     }
 }
 
@@ -207,7 +210,7 @@ pub fn shard(config: ShardConfig, recorded: &Recorded) -> Shard {
 
 /// Starts a mock, a recorder and a shard on `compression` (without waiting
 /// for READY).
-pub async fn shard_on(compression: discore::gateway::Compression) -> (MockServer, Recorded) {
+pub async fn shard_on(compression: discore::Compression) -> (MockServer, Recorded) {
     let mock = MockServer::start(mock_config()).await.expect("emulator");
     let recorded = Recorded::start();
     let _shard = shard(shard_config(&mock).compression(compression), &recorded)

@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::{GetShardStatus, Lifecycle};
+use discore::{GetShardStatus, Lifecycle};
 use discore_mock::{MockServer, Target};
 
 /// Posts `count` messages into the shard's first guild.
@@ -16,8 +16,8 @@ fn contents(recorded: &Recorded) -> Vec<String> {
     recorded
         .events()
         .iter()
-        .filter_map(|e| match e.event.typed() {
-            Some(discore::gateway::DispatchEvent::MessageCreate(m)) => Some(m.content.clone()),
+        .filter_map(|e| match e.typed() {
+            Some(discore::DispatchEvent::MessageCreate(m)) => Some(m.content.clone()),
             _ => None,
         })
         .collect()
@@ -171,7 +171,7 @@ async fn invalid_session_identifies_anew() {
 /// the events sent in between arrive.
 #[actix_rt::test]
 async fn hand_off_then_resume_from_the_saved_session() {
-    use discore::gateway::{Shutdown, StopMode};
+    use discore::{Shutdown, StopMode};
     let (mock, recorded, shard) = ready_shard().await;
     recorded.wait_for_event("GUILD_CREATE", 3).await;
     let session = shard
@@ -200,8 +200,8 @@ async fn hand_off_then_resume_from_the_saved_session() {
 async fn shard_with_session(
     mock: &MockServer,
     recorded: &Recorded,
-    session: discore::gateway::Session,
-) -> actix::Addr<discore::gateway::Shard> {
+    session: discore::Session,
+) -> actix::Addr<discore::Shard> {
     shard(shard_config(mock).session(session), recorded)
         .start()
         .await
@@ -211,7 +211,7 @@ async fn shard_with_session(
 /// Ending the session gracefully closes with 1000.
 #[actix_rt::test]
 async fn graceful_shutdown_closes_with_1000() {
-    use discore::gateway::{Shutdown, StopMode};
+    use discore::{Shutdown, StopMode};
     let (mock, _recorded, shard) = ready_shard().await;
     let session = shard.send(Shutdown(StopMode::End)).await.expect("answered");
     assert!(session.is_none());

@@ -1,5 +1,5 @@
 use crate::harness::*;
-use discore::gateway::{ShardStartError, tls_with_roots};
+use discore::{ShardStartError, tls_with_roots};
 use discore_mock::MockServer;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::{net::SocketAddr, sync::Arc};

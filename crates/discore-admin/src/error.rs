@@ -31,3 +31,26 @@ pub enum AdminError {
     #[error("cannot use the listener")]
     Listener(#[source] io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AdminError;
+    use discore_protocol::ErrorChain;
+    use std::io;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let refused = || io::Error::new(io::ErrorKind::AddrInUse, "address in use");
+        for error in [
+            AdminError::Bind {
+                addr: "127.0.0.1:9299".parse().expect("an address"),
+                source: refused(),
+            },
+            AdminError::Listener(refused()),
+        ] {
+            let messages = ErrorChain(&error).messages();
+            assert_eq!(messages.len(), 2, "{messages:?} has its source");
+            assert!(!messages[0].contains(&messages[1]), "{messages:?}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! [`IdentifyQueue`] and records how long shards wait for a slot.
 
 use crate::snapshot::IdentifySnapshot;
-use discore_gateway::identify::{IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue};
+use discore_gateway::{IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue};
 use discore_protocol::ShardId;
 use std::{
     fmt,
@@ -88,12 +88,12 @@ impl IdentifyMeter {
 
 /// An [`IdentifyQueue`] that measures another: slots granted, shards waiting,
 /// how long they waited, and (for the in-memory queue) the daily budget
-/// left. Give it to `ManagerConfig::identify_queue` and its
+/// left. Give it to the manager (`IdentifyConfig::queue`) and its
 /// [`meter`](Self::meter) to the [`ManagerSource`](crate::ManagerSource).
 ///
 /// ```
 /// use discore_admin::MeteredIdentifyQueue;
-/// use discore_gateway::identify::InMemoryIdentifyQueue;
+/// use discore_gateway::InMemoryIdentifyQueue;
 ///
 /// let queue = MeteredIdentifyQueue::in_memory(InMemoryIdentifyQueue::new(1), Some(1000));
 /// let meter = queue.meter();
@@ -164,7 +164,7 @@ impl IdentifyQueue for MeteredIdentifyQueue {
 #[cfg(test)]
 mod tests {
     use super::{IDENTIFY_WAIT_BUCKETS, MeteredIdentifyQueue};
-    use discore_gateway::identify::{IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
+    use discore_gateway::{IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
     use discore_protocol::ShardId;
     use std::time::Duration;
 

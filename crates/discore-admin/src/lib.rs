@@ -59,8 +59,3 @@ pub use snapshot::{
     FleetSnapshot, IdentifySnapshot, LatencySnapshot, ReshardSnapshot, ShardSnapshot, TileState,
 };
 pub use source::{ManagerSource, ShardSource, SnapshotFuture, StatusSource};
-
-/// The operations guide's code blocks, compiled as doc tests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/operations.md")]
-mod operations_guide {}

@@ -14,7 +14,10 @@ use discore_gateway::{
     DispatchEvent, EventFilter, EventType, GatewayEvent, GetShardStatus, InMemoryIdentifyQueue,
     Lifecycle, Shard, ShardConfig, ShardLifecycle, Shutdown, StopMode, Token,
 };
-use discore_manager::{ManagerConfig, ShardCount, ShardManager, ShutdownFleet, WaitUntilReady};
+use discore_manager::{
+    DiscoveryConfig, IdentifyConfig, IdentifyLimits, ManagerConfig, Placement, ShardCount,
+    ShardManager, ShutdownFleet, SupervisionConfig, WaitUntilReady,
+};
 use discore_protocol::ShardId;
 use std::{
     sync::Arc,
@@ -56,7 +59,7 @@ impl Handler<GatewayEvent> for Counter {
     type Result = ();
 
     fn handle(&mut self, message: GatewayEvent, _: &mut Context<Self>) {
-        if let Some(DispatchEvent::MessageCreate(created)) = message.event.typed() {
+        if let Some(DispatchEvent::MessageCreate(created)) = message.typed() {
             self.tally.record(&created.content);
         }
     }
@@ -306,11 +309,17 @@ pub async fn manager_cold_start(
 ) -> anyhow::Result<Duration> {
     let config = ManagerConfig::new(Token::new(TOKEN)?, crate::intents())
         .shard_count(ShardCount::Fixed(shards))
-        .rest_url(emulator.rest_url())
-        .max_concurrency(max_concurrency)
-        .identify_window(window)
-        .status_interval(Duration::from_millis(2))
-        .arbiters(2)
+        .discovery(DiscoveryConfig::at(emulator.rest_url()))
+        .identify(IdentifyConfig::in_memory(IdentifyLimits {
+            max_concurrency: Some(max_concurrency),
+            window,
+            ..IdentifyLimits::default()
+        }))
+        .supervision(SupervisionConfig {
+            status_interval: Duration::from_millis(2),
+            ..SupervisionConfig::default()
+        })
+        .placement(Placement::Arbiters(2))
         .shard_config(ShardConfig::new(crate::intents()).compression(Codec::Zlib.discore()));
     let started = Instant::now();
     let manager = ShardManager::launch(config)

@@ -3,7 +3,7 @@
 //! then touch it, in a tight loop with no sockets, tasks or actors.
 //!
 //! Two parsers, both measured:
-//! - [`Parser::TwilightModel`], the reference: the cheapest correct
+//! - [`Parser::TwilightModel`], the reference: the cheapest correct
 //!   parse serde_json and twilight-model offer, one pass over the payload
 //!   with twilight-model's `GatewayEventDeserializer` (a quick scan for
 //!   `op`, `s` and `t`, then a single deserialization into the typed event).

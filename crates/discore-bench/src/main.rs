@@ -1,4 +1,4 @@
-//! `discore-bench`: the benchmark suite of issue 7, side by side with
+//! `discore-bench`: the benchmark suite, side by side with
 //! twilight-gateway, against the emulator on loopback.
 //!
 //! ```text
@@ -415,7 +415,7 @@ async fn single_shard(
         captures.push(capture);
     }
     table.note(format!(
-        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets (issue 7): discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"limit\": serde_json into twilight-model in one pass (the issue's reference); \"limit with discore's parser\": discore's envelope scan and one-pass parse in the same tight loop. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
+        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets: discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"limit\": serde_json into twilight-model in one pass (the reference); \"limit with discore's parser\": discore's envelope scan and one-pass parse in the same tight loop. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
         settings.events,
         settings.runs,
         captures
@@ -570,7 +570,7 @@ async fn idle_memory(settings: &Settings) -> anyhow::Result<Section> {
         ]);
     }
     table.note(format!(
-        "Each measurement is a fresh process; {} warm-up shards first, then the growth over the rest after {} ms of idling (heartbeat interval {} ms). Target (issue 7): discore ≤ twilight-gateway, with and without compression.",
+        "Each measurement is a fresh process; {} warm-up shards first, then the growth over the rest after {} ms of idling (heartbeat interval {} ms). Target: discore ≤ twilight-gateway, with and without compression.",
         settings.idle_warmup,
         settle.as_millis(),
         settings.idle_heartbeat.as_millis()
@@ -654,7 +654,7 @@ async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
         ]);
     }
     table.note(
-        "The ShardManager asks the emulator's `GET /gateway/bot`, then starts the shards on 2 arbiters under its identify queue (status polled every 2 ms). The second row starts N `Shard`s in id order sharing one `InMemoryIdentifyQueue::with_window(M, window)`. The emulator enforces half the window per bucket (it times an identify when it processes it, which jitters by tens of ms on a loaded machine), so a violation means a real bucket overrun. The last bucket's slot opens after ceil(N/M) − 1 windows; \"after the last slot\" is the handshake that follows it. Target (issue 7): within 5% of ideal.",
+        "The ShardManager asks the emulator's `GET /gateway/bot`, then starts the shards on 2 arbiters under its identify queue (status polled every 2 ms). The second row starts N `Shard`s in id order sharing one `InMemoryIdentifyQueue::with_window(M, window)`. The emulator enforces half the window per bucket (it times an identify when it processes it, which jitters by tens of ms on a loaded machine), so a violation means a real bucket overrun. The last bucket's slot opens after ceil(N/M) − 1 windows; \"after the last slot\" is the handshake that follows it. Target: within 5% of ideal.",
     );
     Ok(table)
 }
@@ -683,7 +683,7 @@ async fn resume(settings: &Settings) -> anyhow::Result<Section> {
             stats::millis(stats::percentile(samples, 100.0)),
         ]);
     }
-    table.note("The emulator drops the TCP connection without a close frame; the time runs until the shard reports RESUMED (Lifecycle::Resumed). Target (issue 7): p99 under 50 ms.");
+    table.note("The emulator drops the TCP connection without a close frame; the time runs until the shard reports RESUMED (Lifecycle::Resumed). Target: p99 under 50 ms.");
     Ok(table)
 }
 

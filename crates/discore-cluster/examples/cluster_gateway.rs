@@ -21,10 +21,10 @@
 //! started here), `SHARDS` (default 8), `RUN_FOR_SECS` (stop after that
 //! long, for a smoke run).
 
+use discore::{Intents, Token};
 use discore_cluster::{
     ClusterNode, ClusterRedis, EventBus, NodeConfig, ShutdownNode, cluster_status,
 };
-use discore_gateway::{Intents, Token};
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::time::Duration;
 

@@ -12,11 +12,10 @@
 //! gateway), `RUN_FOR_SECS`.
 
 use actix::prelude::*;
+use discore::{Command, CommandTarget, DispatchEvent, GatewayEvent};
 use discore_cluster::{
     ClusterRedis, CommandClient, EventBus, EventSource, EventSourceConfig, StopSource,
 };
-use discore_gateway::{Command, DispatchEvent, GatewayEvent};
-use discore_manager::CommandTarget;
 use std::time::Duration;
 
 fn env(name: &str, default: &str) -> String {
@@ -38,7 +37,7 @@ impl Handler<GatewayEvent> for Bot {
     type Result = ();
 
     fn handle(&mut self, event: GatewayEvent, ctx: &mut Context<Self>) {
-        match event.event.typed() {
+        match event.typed() {
             Some(DispatchEvent::MessageCreate(message)) => {
                 self.messages += 1;
                 println!(

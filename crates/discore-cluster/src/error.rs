@@ -113,3 +113,39 @@ pub enum RemoteCommandError {
     #[error("nats request failed: {0}")]
     Transport(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterError;
+    use discore_protocol::ErrorChain;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let redis = || redis::RedisError::from((redis::ErrorKind::Io, "connection refused"));
+        let errors = [
+            ClusterError::RedisUnreachable {
+                url: "redis://127.0.0.1:1".into(),
+                source: redis(),
+            },
+            ClusterError::Redis {
+                operation: "EVALSHA",
+                source: redis(),
+            },
+            ClusterError::NatsUnreachable {
+                url: "nats://127.0.0.1:1".into(),
+                source: async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut),
+            },
+            ClusterError::Discovery(discore_http::HttpError::Unauthorized),
+            ClusterError::Manager(discore_manager::ManagerError::Discovery(
+                discore_http::HttpError::Unauthorized,
+            )),
+        ];
+        for error in errors {
+            let messages = ErrorChain(&error).messages();
+            assert!(messages.len() > 1, "{messages:?} has its source");
+            for pair in messages.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "{messages:?}");
+            }
+        }
+    }
+}

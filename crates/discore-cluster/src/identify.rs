@@ -1,8 +1,8 @@
 //! The identify queue shared by every process of a bot, in Redis.
 
 use crate::redis_conn::{ClusterRedis, Keys, bounded};
-use discore_gateway::identify::{IdentifyFuture, IdentifyQueue, SessionStartLimit};
-use discore_protocol::{ShardId, limits::IDENTIFY_WINDOW};
+use discore_gateway::{IdentifyFuture, IdentifyQueue, SessionStartLimit};
+use discore_protocol::{ErrorChain, ShardId, limits::IDENTIFY_WINDOW};
 use redis::Script;
 use std::{
     fmt,
@@ -127,7 +127,7 @@ enum Job {
 ///     total: 1000,
 ///     reserve: 50,
 /// });
-/// let queue = Arc::new(queue); // ManagerConfig::identify_queue(queue)
+/// let queue = Arc::new(queue); // ManagerConfig::identify(IdentifyConfig::queue(queue))
 /// # drop(queue);
 /// # Ok(())
 /// # }
@@ -276,6 +276,7 @@ impl Driver {
                     return;
                 }
                 Err(error) => {
+                    let error = ErrorChain(&error);
                     log::warn!("recording the identify budget failed (attempt {attempt}): {error}");
                     actix_rt::time::sleep(backoff(attempt)).await;
                 }

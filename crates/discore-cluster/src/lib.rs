@@ -65,3 +65,8 @@ pub use node::{
 pub use redis_conn::ClusterRedis;
 pub use session_store::RedisSessionStore;
 pub use status::{ClusterShardReport, LeaseState, cluster_status};
+
+/// The README's code, compiled as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

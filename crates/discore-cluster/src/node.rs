@@ -16,12 +16,13 @@ use actix::{
     Handler, Message, Recipient, ResponseActFuture, WrapFuture as _,
 };
 use discore_gateway::{
-    EventFilter, GatewayEvent, Intents, ShardConfig, StopMode, Token, identify::IdentifyQueue,
-    identify::SessionStartLimit,
+    EventFilter, GatewayEvent, IdentifyQueue, Intents, SessionStartLimit, ShardConfig, StopMode,
+    Token,
 };
 use discore_http::{BotConnectionInfo, RestClient};
 use discore_manager::{
-    GetFleetStatus, ManagerConfig, ShardManager, ShutdownFleet,
+    DiscoveryConfig, GetFleetStatus, IdentifyConfig, ManagerConfig, Placement, ReshardMode,
+    SessionConfig, ShardCount, ShardManager, ShutdownFleet,
     session_store::{SavedSession, SessionStore, StoreFuture},
 };
 use discore_protocol::ShardId;
@@ -709,8 +710,12 @@ impl ClusterNode {
     fn manager_config(&self, number: u32) -> ManagerConfig {
         let shard = ShardId::new(number, self.config.total);
         let mut config = ManagerConfig::new(self.config.token.clone(), self.config.intents);
+        let mut discovery = DiscoveryConfig {
+            gateway_bot: Some(self.info.clone()),
+            ..DiscoveryConfig::default()
+        };
         if let Some(url) = &self.config.rest_url {
-            config = config.rest_url(url.clone());
+            discovery.rest_url.clone_from(url);
         }
         if let Some(template) = &self.config.shard_config {
             config = config.shard_config(template.clone());
@@ -726,12 +731,20 @@ impl ClusterNode {
             ledger: self.ledger.clone(),
         };
         config = config
-            .shard_range(number..number + 1, self.config.total)
-            .gateway_info(self.info.clone())
-            .identify_queue(Arc::clone(&self.queue))
-            .session_store(Arc::new(store))
-            .checkpoint_interval(Some(self.config.checkpoint_interval))
-            .arbiter_handles(self.arbiters.iter().map(Arbiter::handle).collect());
+            .shard_count(ShardCount::Range {
+                ids: number..number + 1,
+                total: self.config.total,
+            })
+            .resharding(ReshardMode::Disabled)
+            .discovery(discovery)
+            .identify(IdentifyConfig::queue(Arc::clone(&self.queue)))
+            .sessions(SessionConfig {
+                checkpoint_interval: Some(self.config.checkpoint_interval),
+                ..SessionConfig::new(Arc::new(store))
+            })
+            .placement(Placement::Given(
+                self.arbiters.iter().map(Arbiter::handle).collect(),
+            ));
         for (recipient, filter) in &self.config.subscribers {
             config = config.subscribe(recipient.clone(), filter.clone());
         }

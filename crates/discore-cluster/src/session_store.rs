@@ -2,7 +2,7 @@
 
 use crate::redis_conn::{ClusterRedis, Keys, bounded};
 use discore_manager::session_store::{SavedSession, SessionStore, SessionStoreError, StoreFuture};
-use discore_protocol::ShardId;
+use discore_protocol::{ErrorChain, ShardId};
 use redis::Script;
 use std::{collections::BTreeMap, fmt, sync::LazyLock, time::Duration};
 use tokio::sync::{mpsc, oneshot};
@@ -71,7 +71,7 @@ enum Job {
 /// # async fn run() -> Result<(), discore_cluster::ClusterError> {
 /// let redis = ClusterRedis::connect("redis://127.0.0.1:6379", "my-bot").await?;
 /// let store = Arc::new(RedisSessionStore::batched(&redis, Duration::from_millis(500)));
-/// // ManagerConfig::session_store(store).checkpoint_interval(Some(Duration::from_secs(1)))
+/// // ManagerConfig::sessions(SessionConfig { checkpoint_interval: Some(Duration::from_secs(1)), ..SessionConfig::new(store) })
 /// # drop(store);
 /// # Ok(())
 /// # }
@@ -315,7 +315,7 @@ async fn flush(
         write(redis, entries).await.map(drop)
     };
     if let Err(error) = &result {
-        log::warn!("session checkpoint failed: {error}");
+        log::warn!("session checkpoint failed: {}", ErrorChain(error));
     }
     for waiter in waiters.drain(..) {
         let _ = waiter.send(result.clone());

@@ -4,7 +4,7 @@
 mod common;
 
 use discore_cluster::{ClusterRedis, RedisIdentifyQueue, RedisSessionStore};
-use discore_manager::{identify_queue::conformance as queue_conformance, session_store};
+use discore_manager::{identify::conformance as queue_conformance, session_store};
 use std::{cell::RefCell, sync::Arc, time::Duration};
 
 #[actix_rt::test]
@@ -43,7 +43,7 @@ async fn two_queues_on_one_bot_share_buckets_and_budget() {
     let a = RedisIdentifyQueue::with_window(&redis, 2, window);
     let b = RedisIdentifyQueue::with_window(&redis, 2, window);
     let start = std::time::Instant::now();
-    use discore_gateway::identify::IdentifyQueue as _;
+    use discore_gateway::IdentifyQueue as _;
     use discore_protocol::ShardId;
     let first = a.acquire(ShardId::new(0, 4));
     let second = b.acquire(ShardId::new(2, 4));

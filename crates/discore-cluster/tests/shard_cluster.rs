@@ -7,7 +7,7 @@ mod common;
 
 use common::{Process, TIMEOUT};
 use discore_cluster::RedisSessionStore;
-use discore_manager::SessionStore as _;
+use discore_manager::session_store::SessionStore as _;
 use std::{collections::BTreeMap, time::Instant};
 
 use common::fleet::{LEASE_TTL_MS, TOTAL, all_live_once, assert_clean, gateway, settled};

@@ -13,12 +13,12 @@
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use discore::Intents;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     cache::{CacheBot, ChannelName, GuildCount, MemberRoles, SessionCounts},
     setup::Environment,
 };
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::{MockConfig, MockServer, Target};
 use serde_json::json;
 use std::time::Duration;

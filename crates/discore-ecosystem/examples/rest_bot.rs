@@ -18,12 +18,12 @@
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use discore::Intents;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     ping::{GetAnswers, PING, PingBot},
     setup::Environment,
 };
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::MockConfig;
 use std::{sync::Arc, time::Duration};
 

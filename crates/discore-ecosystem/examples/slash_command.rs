@@ -14,12 +14,12 @@
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use discore::Intents;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     setup::Environment,
     slash::{GetAnswers, SlashBot, register},
 };
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::MockConfig;
 use serde_json::json;
 use std::{sync::Arc, time::Duration};

@@ -15,9 +15,9 @@
 //! hands out an endpoint that does not resolve.
 
 use anyhow::Context as _;
+use discore::Intents;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::setup::Environment;
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::MockConfig;
 use discore_songbird::{VoiceCalls, VoiceEvents};
 use std::sync::Arc;

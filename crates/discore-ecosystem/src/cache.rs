@@ -11,8 +11,8 @@
 //! Discord replays what it missed.
 
 use actix::{Actor, Context, Handler, Message};
-use discore_gateway::{DispatchEvent, GatewayEvent, ShardId};
-use discore_protocol::shard_for_guild;
+use discore::protocol::shard_for_guild;
+use discore::{DispatchEvent, GatewayEvent, ShardId};
 use std::{collections::BTreeMap, sync::Arc};
 use twilight_cache_inmemory::DefaultInMemoryCache;
 use twilight_model::{
@@ -137,7 +137,7 @@ impl Handler<GatewayEvent> for CacheBot {
 
     /// Applies one event; a new session first forgets its shard's guilds.
     fn handle(&mut self, message: GatewayEvent, _: &mut Context<Self>) {
-        let Some(event) = message.event.typed() else {
+        let Some(event) = message.typed() else {
             return;
         };
         match event {

@@ -8,7 +8,7 @@
 use crate::Answers;
 pub use crate::GetAnswers;
 use actix::{Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, WrapFuture as _};
-use discore_gateway::{DispatchEvent, EventFilter, EventType, GatewayEvent};
+use discore::{DispatchEvent, EventFilter, EventType, GatewayEvent};
 use std::sync::Arc;
 
 /// The command the bot answers.
@@ -45,7 +45,7 @@ impl Handler<GatewayEvent> for PingBot {
 
     /// Answers a `!ping` by a member, in the background.
     fn handle(&mut self, message: GatewayEvent, ctx: &mut Context<Self>) {
-        let Some(DispatchEvent::MessageCreate(created)) = message.event.typed() else {
+        let Some(DispatchEvent::MessageCreate(created)) = message.typed() else {
             return;
         };
         if created.author.bot || created.content.trim() != PING {

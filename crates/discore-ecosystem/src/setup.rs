@@ -2,12 +2,14 @@
 //! default, Discord when `DISCORD_TOKEN` is set.
 //!
 //! The only differences between the two are the token and the REST base
-//! URL. discore's `ManagerConfig::rest_url` takes the base URL as it is;
+//! URL. discore's `DiscoveryConfig::rest_url` takes the base URL as it is;
 //! twilight-http takes a host through `ClientBuilder::proxy(host, use_http)`
 //! and adds `/api/v10` itself, so [`RestBase`] turns one into the other.
 
-use discore_gateway::{Intents, ShardConfig, Token, backoff::Backoff};
-use discore_manager::ManagerConfig;
+use discore::{
+    Backoff, DiscoveryConfig, IdentifyConfig, IdentifyLimits, Intents, ManagerConfig, ShardConfig,
+    SupervisionConfig, Token,
+};
 use discore_mock::{MockConfig, MockServer};
 use std::{fmt, time::Duration};
 
@@ -41,7 +43,7 @@ pub enum SetupError {
     #[error("REST base URL {0:?} is not http(s)://host[:port]/api/v10")]
     RestUrl(String),
     /// The emulator did not start.
-    #[error("the emulator did not start: {0}")]
+    #[error("the emulator did not start")]
     Emulator(#[from] discore_mock::MockError),
 }
 
@@ -193,7 +195,8 @@ impl Environment {
     /// [`SetupError::Token`] for an unusable token.
     pub fn manager_config(&self, intents: Intents) -> Result<ManagerConfig, SetupError> {
         let token = Token::new(self.token.clone()).map_err(|_| SetupError::Token)?;
-        let config = ManagerConfig::new(token, intents).rest_url(self.rest_url.clone());
+        let config = ManagerConfig::new(token, intents)
+            .discovery(DiscoveryConfig::at(self.rest_url.clone()));
         Ok(if self.mock.is_some() {
             let shards = ShardConfig::new(intents)
                 .backoff(Backoff {
@@ -203,9 +206,15 @@ impl Environment {
                 // Discord asks for 1-5 s before identifying after op 9.
                 .invalid_session_delay(Duration::from_millis(10)..=Duration::from_millis(50));
             config
-                // A little above the emulator's window.
-                .identify_window(EMULATOR_IDENTIFY_WINDOW * 3)
-                .status_interval(Duration::from_millis(20))
+                .identify(IdentifyConfig::in_memory(IdentifyLimits {
+                    // A little above the emulator's window.
+                    window: EMULATOR_IDENTIFY_WINDOW * 3,
+                    ..IdentifyLimits::default()
+                }))
+                .supervision(SupervisionConfig {
+                    status_interval: Duration::from_millis(20),
+                    ..SupervisionConfig::default()
+                })
                 .shard_config(shards)
         } else {
             config
@@ -233,6 +242,7 @@ impl Environment {
 #[cfg(test)]
 mod tests {
     use super::{RestBase, SetupError};
+    use discore::ErrorChain;
 
     #[test]
     fn discord_is_twilight_default() {
@@ -277,6 +287,23 @@ mod tests {
                 matches!(RestBase::parse(url), Err(SetupError::RestUrl(_))),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let error = SetupError::Emulator(discore_mock::MockError::Bind(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use",
+        )));
+        let messages = ErrorChain(&error).messages();
+        assert_eq!(
+            messages.len(),
+            3,
+            "{messages:?}: the emulator's error, then the system's"
+        );
+        for pair in messages.windows(2) {
+            assert!(!pair[0].contains(&pair[1]), "{messages:?}");
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::Answers;
 pub use crate::GetAnswers;
 use actix::{Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, WrapFuture as _};
-use discore_gateway::{DispatchEvent, EventFilter, EventType, GatewayEvent};
+use discore::{DispatchEvent, EventFilter, EventType, GatewayEvent};
 use std::sync::Arc;
 use twilight_model::{
     application::{
@@ -107,7 +107,7 @@ impl Handler<GatewayEvent> for SlashBot {
 
     /// Answers a command it knows, in the background.
     fn handle(&mut self, message: GatewayEvent, ctx: &mut Context<Self>) {
-        let Some(DispatchEvent::InteractionCreate(interaction)) = message.event.typed() else {
+        let Some(DispatchEvent::InteractionCreate(interaction)) = message.typed() else {
             return;
         };
         let Some(InteractionData::ApplicationCommand(command)) = &interaction.data else {

@@ -4,12 +4,13 @@
 //! them, close codes and connection scripts, and commands.
 //!
 //! ```sh
-//! cargo run -p discore-fuzz --example seed_corpus -- [PAYLOADS_DIR] [CORPUS_DIR]
+//! cargo run -p discore-fuzz --example seed_corpus -- PAYLOADS_DIR [CORPUS_DIR]
 //! ```
 //!
-//! `PAYLOADS_DIR` defaults to `../shared/protocol/payloads` beside the
-//! repository, `CORPUS_DIR` to `fuzz/corpus`. Seeds are named `seed-…`;
-//! what the fuzzer adds is named by content hash.
+//! `PAYLOADS_DIR` is a directory of Discord's documented example payloads,
+//! one JSON file each (the examples of Discord's Gateway Events pages, kept
+//! outside the repository); `CORPUS_DIR` defaults to `fuzz/corpus`. Seeds
+//! are named `seed-…`; what the fuzzer adds is named by content hash.
 
 use discore_fuzz::{
     close::{Script, Step},
@@ -100,9 +101,12 @@ const FRAMES: &[&str] = &[
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args_os().skip(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let payloads = args
-        .next()
-        .map_or_else(|| root.join("../shared/protocol/payloads"), PathBuf::from);
+    let Some(payloads) = args.next().map(PathBuf::from) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "usage: seed_corpus PAYLOADS_DIR [CORPUS_DIR] (a directory of Discord's example payloads, one JSON file each)",
+        ));
+    };
     let corpus = args
         .next()
         .map_or_else(|| root.join("fuzz/corpus"), PathBuf::from);

@@ -18,7 +18,7 @@ use actix_codec::Decoder as _;
 use actix_http::ws::{Codec, Frame};
 use bytes::BytesMut;
 use discore_gateway::{
-    backoff::Backoff,
+    Backoff,
     machine::{Action, ConnectTarget, Lifecycle, Machine, MachineConfig, ShardState, StopMode},
 };
 use discore_protocol::{CloseAction, CloseCode, Session};

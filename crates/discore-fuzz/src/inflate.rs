@@ -1,6 +1,6 @@
 //! One connection's decompressor fed a sequence of WebSocket messages, as
 //! the shard's reader does it: every complete payload goes on to
-//! [`envelope`](crate::envelope), the first error ends the connection, and
+//! [`envelope()`](crate::envelope()), the first error ends the connection, and
 //! the output buffer is recycled after each message.
 //!
 //! Input layout (see [`frames`]): one settings byte, then messages, each

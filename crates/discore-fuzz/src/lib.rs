@@ -5,10 +5,10 @@
 //!
 //! | function | what it drives |
 //! |---|---|
-//! | [`envelope`] | a text frame: UTF-8, `Envelope::peek`, then what the shard does with each opcode, down to `Dispatch::parse` |
-//! | [`zlib_stream`], [`zstd_stream`] | one connection's `Inflater` fed a sequence of frames, then each inflated payload through [`envelope`] |
-//! | [`close`] | the IO-free `Machine` driven by a script of events, close frames decoded by the WebSocket codec |
-//! | [`commands`] | Identify, Resume, Heartbeat and every user command built from arbitrary values, encoded and read back |
+//! | [`envelope()`] | a text frame: UTF-8, `Envelope::peek`, then what the shard does with each opcode, down to `Dispatch::parse` |
+//! | [`zlib_stream()`], [`zstd_stream()`] | one connection's `Inflater` fed a sequence of frames, then each inflated payload through [`envelope()`] |
+//! | [`close()`] | the IO-free `Machine` driven by a script of events, close frames decoded by the WebSocket codec |
+//! | [`commands()`] | Identify, Resume, Heartbeat and every user command built from arbitrary values, encoded and read back |
 //!
 //! They live here, not in `fuzz/`, so they build on stable Rust: the
 //! `cargo fuzz` targets in `fuzz/fuzz_targets/` are one line each, and

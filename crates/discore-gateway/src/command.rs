@@ -1,4 +1,4 @@
-//! Commands a user sends through a shard (protocol digest §13), encoded and
+//! Commands a user sends through a shard (`docs/protocol.md`, "Commands"), encoded and
 //! checked when they are submitted so a bad one is refused to the caller,
 //! not discovered on the socket.
 

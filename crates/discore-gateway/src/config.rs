@@ -17,7 +17,7 @@ use twilight_model::gateway::payload::outgoing::update_presence::UpdatePresenceP
 /// Discord's gateway, used when no URL is configured.
 pub const DISCORD_GATEWAY_URL: &str = "wss://gateway.discord.gg";
 
-/// Settings of one shard (the seed guide's `ShardStartConfig`).
+/// Settings of one shard.
 ///
 /// Every setter documents its default.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 use discore_protocol::ShardFailureReason;
 use std::fmt;
 
-/// Starting a shard failed (the seed guide's `ShardStartException`).
+/// Starting a shard failed.
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum ShardStartError {

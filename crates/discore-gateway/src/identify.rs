@@ -1,4 +1,4 @@
-//! The identify queue (protocol digest §9.2, §9.3): one Identify per bucket
+//! The identify queue (`docs/protocol.md`, "Identify rate limits"): one Identify per bucket
 //! `shard_id % max_concurrency` per window, and the daily session budget.
 
 use discore_protocol::{ShardId, limits::IDENTIFY_WINDOW};

@@ -1,4 +1,4 @@
-//! Transport decompression (protocol digest §11.2, §11.3): one context per
+//! Transport decompression (`docs/protocol.md`, "Transport compression"): one context per
 //! connection, output into a reused buffer, bounded by the inbound maximum so
 //! a decompression bomb is an error and never unbounded memory.
 

@@ -3,7 +3,8 @@
 //! A [`Shard`] connects, identifies (or resumes a saved [`Session`]),
 //! heartbeats, reconnects and resumes by itself, and delivers every dispatch
 //! to the subscribed actors as a typed [`GatewayEvent`]. The protocol rules
-//! live in the IO-free [`machine`]; the actor only does IO.
+//! live in an IO-free state machine that takes time as input; the actor only
+//! does IO.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -35,25 +36,35 @@
 //! }
 //! ```
 
-pub mod backoff;
+mod backoff;
 mod command;
 mod config;
 mod delivery;
 mod error;
 mod event;
-pub mod identify;
+mod identify;
+// The inflater and the protocol state machine are public only with the
+// `unstable-internals` feature, for the fuzz targets: not the supported API.
+#[cfg(feature = "unstable-internals")]
 pub mod inflate;
+#[cfg(not(feature = "unstable-internals"))]
+mod inflate;
+#[cfg(feature = "unstable-internals")]
 pub mod machine;
-pub mod ratelimit;
+#[cfg(not(feature = "unstable-internals"))]
+mod machine;
+mod ratelimit;
 mod shard;
 mod transport;
+
+pub use backoff::Backoff;
 
 pub use command::{Command, CommandError, EncodedCommand, RequestGuildMembers, SendCommand};
 pub use config::{DISCORD_GATEWAY_URL, ShardConfig};
 pub use discore_protocol::{Intents, Session, ShardFailureReason, ShardId, Token};
 pub use error::ShardStartError;
 pub use event::{Dispatch, EventFilter, GatewayEvent, RawDispatch, RawReason, ShardLifecycle};
-pub use identify::{IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
+pub use identify::{IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit};
 pub use inflate::Compression;
 pub use machine::{Latency, Lifecycle, ShardState, StopMode};
 pub use shard::{

@@ -1,4 +1,4 @@
-//! The outgoing rate limiter (protocol digest §9.1, §13.6): 120 payloads per
+//! The outgoing rate limiter (`docs/protocol.md`, "Send rate limit"): 120 payloads per
 //! 60 s per connection with room kept for heartbeats, and 5 presence updates
 //! per 20 s. IO-free: every method takes the current time.
 
@@ -140,6 +140,7 @@ impl CommandRateLimiter {
     }
 
     /// Payloads recorded in the current window.
+    #[cfg(test)]
     pub fn used(&mut self, now: Instant) -> u32 {
         self.total.used(now)
     }

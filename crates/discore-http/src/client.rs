@@ -206,7 +206,8 @@ impl RestClient {
     }
 
     /// `GET /gateway/bot`: the gateway URL, the recommended shard count, and
-    /// the session start limit with `max_concurrency` (protocol digest §2.1).
+    /// the session start limit with `max_concurrency` (`docs/protocol.md`,
+    /// "Discovery").
     /// Not cached: the values change as the bot joins guilds.
     ///
     /// # Errors

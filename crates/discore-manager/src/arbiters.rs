@@ -18,10 +18,11 @@ impl Arbiters {
                 handles: handles.clone(),
                 owned: Vec::new(),
             },
-            Placement::Owned(count) => {
-                let count = count.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-                });
+            Placement::PerCore | Placement::Arbiters(_) => {
+                let count = match placement {
+                    Placement::Arbiters(count) => *count,
+                    _ => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                };
                 let owned: Vec<Arbiter> = (0..count.max(1)).map(|_| Arbiter::new()).collect();
                 Self {
                     handles: owned.iter().map(Arbiter::handle).collect(),

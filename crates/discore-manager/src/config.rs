@@ -1,23 +1,48 @@
-//! How a fleet is started: [`ManagerConfig`].
+//! How a fleet is started: [`ManagerConfig`] and the groups of settings it
+//! is made of. Every setting of a group has a documented default
+//! (`Default`), and no two settings can contradict each other: a choice
+//! that excludes another is one enum, not two setters.
 
-use crate::{event::FleetEvent, intensity::RestartPolicy, session_store::SessionStore};
+use crate::{
+    error::ConfigError, event::FleetEvent, intensity::RestartPolicy, session_store::SessionStore,
+};
 use actix::{Recipient, dev::ArbiterHandle};
 use discore_gateway::{
-    EventFilter, GatewayEvent, Intents, ShardConfig, ShardLifecycle, Token, identify::IdentifyQueue,
+    EventFilter, GatewayEvent, IdentifyQueue, Intents, ShardConfig, ShardLifecycle, Token,
 };
 use discore_http::{BotConnectionInfo, DISCORD_API_URL};
-use std::{fmt, ops::Range, sync::Arc, time::Duration};
+use std::{ops::Range, sync::Arc, time::Duration};
 
-/// How many shards the whole bot runs.
-#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+/// Which shards this manager runs, out of how many.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub enum ShardCount {
-    /// The count `GET /gateway/bot` recommends, or the count of a complete
-    /// set of fresh saved sessions (so a deploy resumes instead of
-    /// re-sharding).
+    /// Every shard, as many as `GET /gateway/bot` recommends, or as many as
+    /// a complete set of fresh saved sessions has (so a deploy resumes
+    /// instead of re-sharding).
     #[default]
     Auto,
-    /// Exactly this many.
+    /// Every shard of exactly this many.
     Fixed(u32),
+    /// Only shards `ids` out of `total`: one process of a bot that runs in
+    /// several. Re-sharding is a decision for every process together, so
+    /// such a manager needs [`ReshardMode::Disabled`]
+    /// ([`ConfigError::RangeReshards`] otherwise).
+    Range {
+        /// The shard ids this process runs.
+        ids: Range<u32>,
+        /// The bot's total shard count.
+        total: u32,
+    },
+}
+
+impl ShardCount {
+    /// The shard ids and total of a [`ShardCount::Range`].
+    pub(crate) fn range(&self) -> Option<(Range<u32>, u32)> {
+        match self {
+            Self::Range { ids, total } => Some((ids.clone(), *total)),
+            Self::Auto | Self::Fixed(_) => None,
+        }
+    }
 }
 
 /// What the manager does when the gateway says the shard count is wrong
@@ -31,90 +56,298 @@ pub enum ReshardMode {
     /// Stop every shard, then start the new fleet: simpler, but the bot is
     /// offline in between and events of that time are lost.
     StopTheWorld,
-    /// Do not re-shard: the failed shard stops and a
-    /// [`FleetEvent::ReshardingRequired`] tells the operator. Managers that
-    /// run a range of shard ids always behave this way, since re-sharding is
-    /// a decision for all processes together.
+    /// Do not re-shard by itself: the failed shard stops and a
+    /// [`FleetEvent::ReshardingRequired`] tells the operator, who may send
+    /// [`Reshard`](crate::Reshard) (unless the manager runs a
+    /// [`ShardCount::Range`]).
     Disabled,
 }
 
-/// Where shard actors run.
+/// Where the manager learns the gateway URL, the recommended shard count and
+/// the identify limits: Discord's REST API (`GET /gateway/bot`), at start and
+/// again when re-sharding.
 #[derive(Clone, Debug)]
-pub(crate) enum Placement {
-    /// One arbiter per core (or this many), owned by the manager.
-    Owned(Option<usize>),
-    /// These arbiters, owned by the caller.
+pub struct DiscoveryConfig {
+    /// The REST API base URL, with its version. Default
+    /// `https://discord.com/api/v10`; the emulator's is
+    /// `http://127.0.0.1:PORT/api/v10`.
+    pub rest_url: String,
+    /// Requests per REST call when Discord answers 429 or 5xx. Default 3;
+    /// 0 counts as 1.
+    pub rest_attempts: u32,
+    /// The answer of `GET /gateway/bot` to start with instead of asking
+    /// (re-sharding still asks). Default `None`: ask.
+    pub gateway_bot: Option<BotConnectionInfo>,
+    /// The gateway URL shards connect to, instead of the one `GET
+    /// /gateway/bot` answers (at start or when re-sharding). Default
+    /// `None`.
+    pub gateway_url: Option<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            rest_url: DISCORD_API_URL.to_owned(),
+            rest_attempts: 3,
+            gateway_bot: None,
+            gateway_url: None,
+        }
+    }
+}
+
+impl DiscoveryConfig {
+    /// Discovery through the REST API at `rest_url` (such as the
+    /// emulator's), every other setting at its default.
+    pub fn at(rest_url: impl Into<String>) -> Self {
+        Self {
+            rest_url: rest_url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// How shards are admitted to identify: the identify queue and the order in
+/// which a launch asks it.
+#[derive(Clone, Debug)]
+pub struct IdentifyConfig {
+    /// The queue. Default: an in-memory one with [`IdentifyLimits`]'
+    /// defaults.
+    pub queue: IdentifyQueueChoice,
+    /// How long shards that reached the identify step wait for an earlier
+    /// shard of the same launch that has not, before going ahead of it
+    /// (shards ask the queue in id order). Default 5 s.
+    pub order_timeout: Duration,
+}
+
+impl Default for IdentifyConfig {
+    fn default() -> Self {
+        Self::in_memory(IdentifyLimits::default())
+    }
+}
+
+impl IdentifyConfig {
+    /// An in-memory queue with these limits, the other settings at their
+    /// defaults.
+    pub fn in_memory(limits: IdentifyLimits) -> Self {
+        Self {
+            queue: IdentifyQueueChoice::InMemory(limits),
+            order_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// This queue (a distributed one shared by several processes, a metered
+    /// one), the other settings at their defaults.
+    pub fn queue(queue: Arc<dyn IdentifyQueue>) -> Self {
+        Self {
+            queue: IdentifyQueueChoice::Given(queue),
+            order_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The identify queue a manager uses.
+#[derive(Clone, Debug)]
+pub enum IdentifyQueueChoice {
+    /// An in-memory queue for this process, sized from `GET /gateway/bot`
+    /// (`max_concurrency` buckets, the daily budget with its reserve)
+    /// unless the limits say otherwise.
+    InMemory(IdentifyLimits),
+    /// This queue; it alone decides when shards identify.
+    Given(Arc<dyn IdentifyQueue>),
+}
+
+/// The limits of the in-memory identify queue.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct IdentifyLimits {
+    /// The identify concurrency (buckets). Default `None`:
+    /// `max_concurrency` from `GET /gateway/bot`. 0 counts as 1.
+    pub max_concurrency: Option<u32>,
+    /// One identify per bucket per this window. Default Discord's 5 s;
+    /// tests against the emulator scale it down.
+    pub window: Duration,
+    /// Identifies of the daily budget the queue never spends (running out
+    /// resets the bot's token). Default `None`: 5 % of the daily total, at
+    /// least 1.
+    pub reserve: Option<u32>,
+}
+
+impl Default for IdentifyLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrency: None,
+            window: discore_protocol::limits::IDENTIFY_WINDOW,
+            reserve: None,
+        }
+    }
+}
+
+/// Where shard actors run.
+#[derive(Clone, Debug, Default)]
+pub enum Placement {
+    /// One arbiter (thread) per core, which the manager creates and stops.
+    #[default]
+    PerCore,
+    /// This many arbiters, which the manager creates and stops. 0 counts as
+    /// 1.
+    Arbiters(usize),
+    /// These arbiters, which the caller owns. Shard `n` goes to arbiter
+    /// `n % len`; when one has stopped, its shards restart on the others.
+    /// An empty list counts as [`Placement::PerCore`].
     Given(Vec<ArbiterHandle>),
 }
 
-/// Everything a [`ShardManager`](crate::ShardManager) needs. Every setter
-/// documents its default.
+/// How the manager watches its shards: restarts, progress, shutdown.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct SupervisionConfig {
+    /// How crashed shards are restarted. Default
+    /// [`RestartPolicy::default`].
+    pub restart: RestartPolicy,
+    /// How often shard statuses are collected while a fleet is starting
+    /// (for progress and readiness). Default 500 ms; at least 1 ms.
+    pub status_interval: Duration,
+    /// A shard counts as loaded this long after READY even if some guilds
+    /// never arrived (they stayed unavailable). Default 60 s.
+    pub guild_load_timeout: Duration,
+    /// After a shutdown, how long the manager's own arbiters keep running
+    /// so the shards' close frames reach the gateway. Default 500 ms.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        Self {
+            restart: RestartPolicy::default(),
+            status_interval: Duration::from_millis(500),
+            guild_load_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where sessions are kept between two processes, so a deploy resumes
+/// instead of identifying. Without one (the default) every start
+/// identifies.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Where sessions are saved on a hand-off and loaded at start.
+    pub store: Arc<dyn SessionStore>,
+    /// Saved sessions older than this are not resumed (Discord would refuse
+    /// them). Default 5 minutes.
+    pub max_age: Duration,
+    /// Also saves every session to the store this often, so a process that
+    /// dies without a hand-off can still be resumed (it replays the events
+    /// after the saved sequence). Default `None`: only on hand-off.
+    pub checkpoint_interval: Option<Duration>,
+}
+
+impl SessionConfig {
+    /// Sessions kept in `store`, the other settings at their defaults.
+    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            max_age: Duration::from_secs(5 * 60),
+            checkpoint_interval: None,
+        }
+    }
+}
+
+/// What the manager does when the gateway says the shard count is wrong
+/// (close code 4011 Sharding Required or 4010 Invalid Shard), and how a
+/// zero-downtime re-sharding goes.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct ReshardConfig {
+    /// Default [`ReshardMode::ZeroDowntime`]; a [`ShardCount::Range`] needs
+    /// [`ReshardMode::Disabled`].
+    pub mode: ReshardMode,
+    /// Events each shard of the old fleet remembers during a zero-downtime
+    /// re-sharding, to recognise them when the new fleet receives them too.
+    /// Default 100,000 (at least 1); when it overflows, some events may be
+    /// delivered twice.
+    pub history: usize,
+    /// After the switch, how long the new fleet keeps checking its events
+    /// against what the old fleet delivered. Default 60 s.
+    pub alignment_window: Duration,
+    /// At the switch, how long an old shard may take to catch up with the
+    /// new fleet (to deliver what was sent before the new sessions began)
+    /// before delivery switches anyway. Default 10 s.
+    pub drain_timeout: Duration,
+    /// Re-sharding attempts in a row (a new fleet that fails, or a count
+    /// that did not change) before giving up with a notification. Default
+    /// 5; 0 counts as 1.
+    pub attempts: u32,
+    /// The wait between two attempts. Default 30 s.
+    pub retry_delay: Duration,
+}
+
+impl Default for ReshardConfig {
+    fn default() -> Self {
+        Self::from(ReshardMode::default())
+    }
+}
+
+impl From<ReshardMode> for ReshardConfig {
+    /// Re-sharding in `mode`, the other settings at their defaults.
+    fn from(mode: ReshardMode) -> Self {
+        Self {
+            mode,
+            history: 100_000,
+            alignment_window: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+            attempts: 5,
+            retry_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a [`ShardManager`](crate::ShardManager) needs: the bot, then
+/// one group of settings per concern, each with its defaults.
 ///
 /// ```
-/// use discore_manager::{ManagerConfig, ShardCount};
+/// use discore_manager::{DiscoveryConfig, IdentifyConfig, IdentifyLimits, ManagerConfig, ShardCount};
 /// use discore_protocol::{Intents, Token};
 /// use std::time::Duration;
 ///
 /// let token = Token::new("token").expect("valid");
 /// let config = ManagerConfig::new(token, Intents::GUILDS | Intents::GUILD_MESSAGES)
 ///     .shard_count(ShardCount::Fixed(4))
-///     .rest_url("http://127.0.0.1:3000/api/v10")
-///     .identify_window(Duration::from_millis(100));
+///     .discovery(DiscoveryConfig::at("http://127.0.0.1:3000/api/v10"))
+///     .identify(IdentifyConfig::in_memory(IdentifyLimits {
+///         window: Duration::from_millis(100),
+///         ..IdentifyLimits::default()
+///     }));
 /// # drop(config);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct ManagerConfig {
     pub(crate) token: Token,
     pub(crate) intents: Intents,
     pub(crate) shard_count: ShardCount,
-    pub(crate) range: Option<(Range<u32>, u32)>,
-    pub(crate) rest_url: String,
-    pub(crate) rest_attempts: u32,
-    pub(crate) gateway_info: Option<BotConnectionInfo>,
-    pub(crate) gateway_url: Option<String>,
-    pub(crate) max_concurrency: Option<u32>,
-    pub(crate) identify_window: Duration,
-    pub(crate) identify_reserve: Option<u32>,
-    pub(crate) identify_queue: Option<Arc<dyn IdentifyQueue>>,
-    pub(crate) identify_order_timeout: Duration,
+    pub(crate) discovery: DiscoveryConfig,
+    pub(crate) identify: IdentifyConfig,
     pub(crate) shard_config: ShardConfig,
     pub(crate) placement: Placement,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) session_store: Option<Arc<dyn SessionStore>>,
-    pub(crate) session_max_age: Duration,
-    pub(crate) checkpoint_interval: Option<Duration>,
-    pub(crate) resharding: ReshardMode,
-    pub(crate) reshard_history: usize,
-    pub(crate) alignment_window: Duration,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) reshard_attempts: u32,
-    pub(crate) reshard_retry_delay: Duration,
-    pub(crate) status_interval: Duration,
-    pub(crate) guild_load_timeout: Duration,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) subscribers: Vec<(Recipient<GatewayEvent>, EventFilter)>,
-    pub(crate) lifecycle_subscribers: Vec<Recipient<ShardLifecycle>>,
-    pub(crate) fleet_subscribers: Vec<Recipient<FleetEvent>>,
+    pub(crate) supervision: SupervisionConfig,
+    pub(crate) sessions: Option<SessionConfig>,
+    pub(crate) resharding: ReshardConfig,
+    pub(crate) subscribers: Subscribers,
 }
 
-impl fmt::Debug for ManagerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerConfig")
-            .field("token", &self.token)
-            .field("intents", &self.intents)
-            .field("shard_count", &self.shard_count)
-            .field("range", &self.range)
-            .field("rest_url", &self.rest_url)
-            .field("gateway_url", &self.gateway_url)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("identify_window", &self.identify_window)
-            .field("placement", &self.placement)
-            .field("restart", &self.restart)
-            .field("session_store", &self.session_store)
-            .field("resharding", &self.resharding)
-            .field("subscribers", &self.subscribers.len())
-            .finish_non_exhaustive()
+/// The recipients a configuration starts the fleet with.
+#[derive(Clone, Default)]
+pub(crate) struct Subscribers {
+    pub(crate) events: Vec<(Recipient<GatewayEvent>, EventFilter)>,
+    pub(crate) lifecycle: Vec<Recipient<ShardLifecycle>>,
+    pub(crate) fleet: Vec<Recipient<FleetEvent>>,
+}
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscribers")
+            .field("events", &self.events.len())
+            .field("lifecycle", &self.lifecycle.len())
+            .field("fleet", &self.fleet.len())
+            .finish()
     }
 }
 
@@ -127,114 +360,34 @@ impl ManagerConfig {
             token,
             intents,
             shard_count: ShardCount::Auto,
-            range: None,
-            rest_url: DISCORD_API_URL.to_owned(),
-            rest_attempts: 3,
-            gateway_info: None,
-            gateway_url: None,
-            max_concurrency: None,
-            identify_window: discore_protocol::limits::IDENTIFY_WINDOW,
-            identify_reserve: None,
-            identify_queue: None,
-            identify_order_timeout: Duration::from_secs(5),
-            placement: Placement::Owned(None),
-            restart: RestartPolicy::default(),
-            session_store: None,
-            session_max_age: Duration::from_secs(5 * 60),
-            checkpoint_interval: None,
-            resharding: ReshardMode::ZeroDowntime,
-            reshard_history: 100_000,
-            alignment_window: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(10),
-            reshard_attempts: 5,
-            reshard_retry_delay: Duration::from_secs(30),
-            status_interval: Duration::from_millis(500),
-            guild_load_timeout: Duration::from_secs(60),
-            shutdown_grace: Duration::from_millis(500),
-            subscribers: Vec::new(),
-            lifecycle_subscribers: Vec::new(),
-            fleet_subscribers: Vec::new(),
+            discovery: DiscoveryConfig::default(),
+            identify: IdentifyConfig::default(),
+            placement: Placement::PerCore,
+            supervision: SupervisionConfig::default(),
+            sessions: None,
+            resharding: ReshardConfig::default(),
+            subscribers: Subscribers::default(),
         }
     }
 
-    /// The shard count. Default [`ShardCount::Auto`].
+    /// Which shards this manager runs. Default [`ShardCount::Auto`].
     pub fn shard_count(mut self, count: ShardCount) -> Self {
         self.shard_count = count;
         self
     }
 
-    /// Runs only shards `ids` out of `total`, for running a bot in several
-    /// processes. Overrides [`ManagerConfig::shard_count`]; such a manager
-    /// does not re-shard by itself. Default: every shard.
-    pub fn shard_range(mut self, ids: Range<u32>, total: u32) -> Self {
-        self.range = Some((ids, total));
+    /// Where the gateway is discovered. Default
+    /// [`DiscoveryConfig::default`]: Discord's REST API.
+    pub fn discovery(mut self, discovery: DiscoveryConfig) -> Self {
+        self.discovery = discovery;
         self
     }
 
-    /// The REST API base URL, with its version. Default
-    /// `https://discord.com/api/v10`; the emulator's is
-    /// `http://127.0.0.1:PORT/api/v10`.
-    pub fn rest_url(mut self, url: impl Into<String>) -> Self {
-        self.rest_url = url.into();
-        self
-    }
-
-    /// Requests per REST call when Discord answers 429 or 5xx. Default 3.
-    pub fn rest_attempts(mut self, attempts: u32) -> Self {
-        self.rest_attempts = attempts.max(1);
-        self
-    }
-
-    /// Uses this instead of calling `GET /gateway/bot` at start (re-sharding
-    /// still calls it). Default: call it.
-    pub fn gateway_info(mut self, info: BotConnectionInfo) -> Self {
-        self.gateway_info = Some(info);
-        self
-    }
-
-    /// The gateway URL shards connect to. Default: the one `GET
-    /// /gateway/bot` answers.
-    pub fn gateway_url(mut self, url: impl Into<String>) -> Self {
-        self.gateway_url = Some(url.into());
-        self
-    }
-
-    /// The identify concurrency. Default: `max_concurrency` from `GET
-    /// /gateway/bot`. Ignored when an identify queue is given.
-    pub fn max_concurrency(mut self, max: u32) -> Self {
-        self.max_concurrency = Some(max.max(1));
-        self
-    }
-
-    /// One identify per bucket per this window. Default Discord's 5 s; tests
-    /// against the emulator scale it down. Ignored when an identify queue is
-    /// given.
-    pub fn identify_window(mut self, window: Duration) -> Self {
-        self.identify_window = window;
-        self
-    }
-
-    /// Identifies of the daily budget the queue never spends (running out
-    /// resets the bot's token). Default 5 % of the daily total, at least 1.
-    /// Ignored when an identify queue is given.
-    pub fn identify_reserve(mut self, reserve: u32) -> Self {
-        self.identify_reserve = Some(reserve);
-        self
-    }
-
-    /// The identify queue, such as a distributed one shared by several
-    /// processes. Default: an in-memory queue sized from `GET /gateway/bot`
-    /// (`max_concurrency` buckets, the daily budget with its reserve).
-    pub fn identify_queue(mut self, queue: Arc<dyn IdentifyQueue>) -> Self {
-        self.identify_queue = Some(queue);
-        self
-    }
-
-    /// How long shards that reached the identify step wait for an earlier
-    /// shard of the same launch that has not, before going ahead of it
-    /// (shards ask the queue in id order). Default 5 s.
-    pub fn identify_order_timeout(mut self, timeout: Duration) -> Self {
-        self.identify_order_timeout = timeout;
+    /// The identify queue and its order. Default
+    /// [`IdentifyConfig::default`]: an in-memory queue sized from `GET
+    /// /gateway/bot`.
+    pub fn identify(mut self, identify: IdentifyConfig) -> Self {
+        self.identify = identify;
         self
     }
 
@@ -247,131 +400,186 @@ impl ManagerConfig {
         self
     }
 
-    /// Runs the shards on this many arbiters (threads), which the manager
-    /// creates and stops. Default: one per core.
-    pub fn arbiters(mut self, count: usize) -> Self {
-        self.placement = Placement::Owned(Some(count.max(1)));
+    /// Where shard actors run. Default [`Placement::PerCore`].
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
         self
     }
 
-    /// Runs the shards on these arbiters, which the caller owns. Shard `n`
-    /// goes to arbiter `n % len`; when one has stopped, its shards restart
-    /// on the others. Default: the manager's own, one per core.
-    pub fn arbiter_handles(mut self, handles: Vec<ArbiterHandle>) -> Self {
-        self.placement = if handles.is_empty() {
-            Placement::Owned(None)
-        } else {
-            Placement::Given(handles)
-        };
+    /// Restarts, progress collection and shutdown. Default
+    /// [`SupervisionConfig::default`].
+    pub fn supervision(mut self, supervision: SupervisionConfig) -> Self {
+        self.supervision = supervision;
         self
     }
 
-    /// How crashed shards are restarted. Default [`RestartPolicy::default`].
-    pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
-        self.restart = policy;
+    /// Keeps sessions in a store across processes. Default: none, every
+    /// start identifies.
+    pub fn sessions(mut self, sessions: SessionConfig) -> Self {
+        self.sessions = Some(sessions);
         self
     }
 
-    /// Where sessions are saved on a hand-off and loaded at start. Default
-    /// none: every start identifies.
-    pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
-        self.session_store = Some(store);
-        self
-    }
-
-    /// Saved sessions older than this are not resumed (Discord would refuse
-    /// them). Default 5 minutes.
-    pub fn session_max_age(mut self, age: Duration) -> Self {
-        self.session_max_age = age;
-        self
-    }
-
-    /// Also saves every session to the store this often, so a process that
-    /// dies without a hand-off can still be resumed (it replays the events
-    /// after the saved sequence). Default: only on hand-off.
-    pub fn checkpoint_interval(mut self, interval: Option<Duration>) -> Self {
-        self.checkpoint_interval = interval;
-        self
-    }
-
-    /// What a 4011 or 4010 close leads to. Default
+    /// What a 4011 or 4010 close leads to: a [`ReshardMode`] (the other
+    /// settings at their defaults) or a whole [`ReshardConfig`]. Default
     /// [`ReshardMode::ZeroDowntime`].
-    pub fn resharding(mut self, mode: ReshardMode) -> Self {
-        self.resharding = mode;
-        self
-    }
-
-    /// Events each shard of the old fleet remembers during a zero-downtime
-    /// re-sharding, to recognise them when the new fleet receives them too.
-    /// Default 100,000; when it overflows, some events may be delivered
-    /// twice.
-    pub fn reshard_history(mut self, events: usize) -> Self {
-        self.reshard_history = events.max(1);
-        self
-    }
-
-    /// After the switch, how long the new fleet keeps checking its events
-    /// against what the old fleet delivered. Default 60 s.
-    pub fn alignment_window(mut self, window: Duration) -> Self {
-        self.alignment_window = window;
-        self
-    }
-
-    /// At the switch, how long an old shard may take to catch up with the
-    /// new fleet (to deliver what was sent before the new sessions began)
-    /// before delivery switches anyway. Default 10 s.
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
-
-    /// Re-sharding attempts in a row (a new fleet that fails, or a count
-    /// that did not change) before giving up with a notification, and the
-    /// wait between them. Default 5 attempts, 30 s apart.
-    pub fn reshard_retries(mut self, attempts: u32, delay: Duration) -> Self {
-        self.reshard_attempts = attempts.max(1);
-        self.reshard_retry_delay = delay;
-        self
-    }
-
-    /// How often shard statuses are collected while a fleet is starting
-    /// (for progress and readiness). Default 500 ms.
-    pub fn status_interval(mut self, interval: Duration) -> Self {
-        self.status_interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// A shard counts as loaded this long after READY even if some guilds
-    /// never arrived (they stayed unavailable). Default 60 s.
-    pub fn guild_load_timeout(mut self, timeout: Duration) -> Self {
-        self.guild_load_timeout = timeout;
-        self
-    }
-
-    /// After a shutdown, how long the manager's own arbiters keep running so
-    /// the shards' close frames reach the gateway. Default 500 ms.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
+    pub fn resharding(mut self, resharding: impl Into<ReshardConfig>) -> Self {
+        self.resharding = resharding.into();
         self
     }
 
     /// Delivers the events `filter` selects to `recipient`. More can be
     /// added and removed at run time with `Subscribe` and `Unsubscribe`.
     pub fn subscribe(mut self, recipient: Recipient<GatewayEvent>, filter: EventFilter) -> Self {
-        self.subscribers.push((recipient, filter));
+        self.subscribers.events.push((recipient, filter));
         self
     }
 
     /// Tells `recipient` about every shard's lifecycle.
     pub fn subscribe_lifecycle(mut self, recipient: Recipient<ShardLifecycle>) -> Self {
-        self.lifecycle_subscribers.push(recipient);
+        self.subscribers.lifecycle.push(recipient);
         self
     }
 
     /// Tells `recipient` about the fleet: progress, readiness, restarts,
     /// failures, re-sharding.
     pub fn subscribe_fleet(mut self, recipient: Recipient<FleetEvent>) -> Self {
-        self.fleet_subscribers.push(recipient);
+        self.subscribers.fleet.push(recipient);
         self
+    }
+
+    /// The configuration with every "counts as" of the documentation
+    /// applied, so the manager uses the values as they are.
+    pub(crate) fn normalized(mut self) -> Self {
+        self.discovery.rest_attempts = self.discovery.rest_attempts.max(1);
+        if let IdentifyQueueChoice::InMemory(limits) = &mut self.identify.queue {
+            limits.max_concurrency = limits.max_concurrency.map(|max| max.max(1));
+        }
+        self.placement = match self.placement {
+            Placement::Arbiters(count) => Placement::Arbiters(count.max(1)),
+            Placement::Given(handles) if handles.is_empty() => Placement::PerCore,
+            placement => placement,
+        };
+        let supervision = &mut self.supervision;
+        supervision.status_interval = supervision.status_interval.max(Duration::from_millis(1));
+        self.resharding.history = self.resharding.history.max(1);
+        self.resharding.attempts = self.resharding.attempts.max(1);
+        self
+    }
+
+    /// Rejects a configuration that cannot work.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match &self.shard_count {
+            ShardCount::Fixed(0) => return Err(ConfigError::NoShards),
+            ShardCount::Range { ids, total } => {
+                if *total == 0 || ids.is_empty() || ids.end > *total {
+                    return Err(ConfigError::RangeOutsideTotal {
+                        ids: ids.clone(),
+                        total: *total,
+                    });
+                }
+                if self.resharding.mode != ReshardMode::Disabled {
+                    return Err(ConfigError::RangeReshards {
+                        ids: ids.clone(),
+                        total: *total,
+                        mode: self.resharding.mode,
+                    });
+                }
+            }
+            ShardCount::Auto | ShardCount::Fixed(_) => {}
+        }
+        if let Some(url) = &self.discovery.gateway_url {
+            let host = url
+                .strip_prefix("wss://")
+                .or_else(|| url.strip_prefix("ws://"))
+                .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
+            if host.is_none_or(str::is_empty) {
+                return Err(ConfigError::GatewayUrl(url.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ManagerConfig, ReshardMode, ShardCount};
+    use crate::error::ConfigError;
+    use discore_gateway::{Intents, Token};
+
+    fn config() -> ManagerConfig {
+        ManagerConfig::new(Token::new("token").expect("valid"), Intents::GUILDS)
+    }
+
+    #[test]
+    fn a_range_must_not_reshard_by_itself() {
+        let range = ShardCount::Range {
+            ids: 0..2,
+            total: 4,
+        };
+        let error = config()
+            .shard_count(range.clone())
+            .validate()
+            .expect_err("a range re-sharding by itself is refused");
+        assert!(matches!(
+            error,
+            ConfigError::RangeReshards {
+                mode: ReshardMode::ZeroDowntime,
+                ..
+            }
+        ));
+        config()
+            .shard_count(range)
+            .resharding(ReshardMode::Disabled)
+            .validate()
+            .expect("a range that does not re-shard is fine");
+    }
+
+    #[test]
+    fn impossible_counts_and_urls_are_refused() {
+        let range_of = |ids: std::ops::Range<u32>, total| {
+            config()
+                .shard_count(ShardCount::Range {
+                    ids: ids.clone(),
+                    total,
+                })
+                .resharding(ReshardMode::Disabled)
+                .validate()
+                .err()
+        };
+        assert_eq!(
+            range_of(3..3, 4),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 3..3,
+                total: 4
+            })
+        );
+        assert_eq!(
+            range_of(2..6, 4),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 2..6,
+                total: 4
+            })
+        );
+        assert_eq!(
+            range_of(0..4, 0),
+            Some(ConfigError::RangeOutsideTotal {
+                ids: 0..4,
+                total: 0
+            })
+        );
+        assert_eq!(range_of(2..4, 4), None);
+        assert_eq!(
+            config().shard_count(ShardCount::Fixed(0)).validate(),
+            Err(ConfigError::NoShards)
+        );
+        let url = config().discovery(super::DiscoveryConfig {
+            gateway_url: Some("http://not-a-websocket".into()),
+            ..super::DiscoveryConfig::default()
+        });
+        assert_eq!(
+            url.validate(),
+            Err(ConfigError::GatewayUrl("http://not-a-websocket".into()))
+        );
     }
 }

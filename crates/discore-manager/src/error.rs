@@ -1,6 +1,6 @@
 //! Why starting a fleet, or routing a command, failed.
 
-use crate::event::ShardFailure;
+use crate::{ReshardMode, event::ShardFailure};
 use discore_gateway::{CommandError, ShardFailureReason};
 use discore_http::HttpError;
 use discore_protocol::ShardId;
@@ -12,11 +12,14 @@ use std::ops::Range;
 pub enum ManagerError {
     /// `GET /gateway/bot` failed (a rejected token is
     /// [`HttpError::Unauthorized`]).
-    #[error("asking discord for the gateway failed: {0}")]
+    #[error("asking discord for the gateway failed")]
     Discovery(#[from] HttpError),
     /// The configuration cannot work.
     #[error("invalid manager configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(ConfigError),
+    /// A [`Reshard`](crate::Reshard) request this manager cannot carry out.
+    #[error("cannot re-shard: {0}")]
+    ReshardRefused(ReshardRefusal),
     /// The fleet stopped because every shard would fail the same way (a
     /// rejected token, disallowed intents).
     #[error("the fleet stopped: {0}")]
@@ -32,6 +35,63 @@ pub enum ManagerError {
     /// The manager was shut down.
     #[error("the manager has stopped")]
     Stopped,
+}
+
+/// Why a [`ManagerConfig`](crate::ManagerConfig) cannot work.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `ShardCount::Fixed(0)`.
+    #[error("a fleet needs at least one shard")]
+    NoShards,
+    /// A `ShardCount::Range` that is empty or exceeds its total.
+    #[error("shard range {ids:?} of {total} is empty or exceeds the total")]
+    RangeOutsideTotal {
+        /// The shard ids.
+        ids: Range<u32>,
+        /// The total.
+        total: u32,
+    },
+    /// A `ShardCount::Range` with a re-sharding mode other than
+    /// [`ReshardMode::Disabled`]: a process that runs part of a bot cannot
+    /// re-shard it alone.
+    #[error(
+        "shards {ids:?} of {total} are part of a bot, which re-shards as a whole: \
+         a range needs ReshardMode::Disabled, not {mode:?}"
+    )]
+    RangeReshards {
+        /// The shard ids.
+        ids: Range<u32>,
+        /// The total.
+        total: u32,
+        /// The mode configured.
+        mode: ReshardMode,
+    },
+    /// The gateway URL is not a `ws://` or `wss://` URL with a host.
+    #[error("gateway url {0} is not a ws:// or wss:// url")]
+    GatewayUrl(String),
+}
+
+/// Why a [`Reshard`](crate::Reshard) request was refused.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReshardRefusal {
+    /// The manager runs part of the bot (a `ShardCount::Range`).
+    #[error("this manager runs shards {ids:?} of {total}, part of a bot that re-shards as a whole")]
+    PartOfBot {
+        /// The shard ids it runs.
+        ids: Range<u32>,
+        /// The total.
+        total: u32,
+    },
+    /// The fleet already has that many shards, or the count is 0.
+    #[error("the fleet has {current} shards; {requested} is not a new count")]
+    NotANewCount {
+        /// The fleet's count.
+        current: u32,
+        /// The count asked for.
+        requested: u32,
+    },
 }
 
 /// A command could not be routed or queued.
@@ -63,4 +123,31 @@ pub enum RouteError {
     /// The manager is stopping.
     #[error("the manager is stopping")]
     Stopping,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ManagerError, RouteError};
+    use discore_gateway::CommandError;
+    use discore_http::HttpError;
+    use discore_protocol::ErrorChain;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let errors: [&(dyn std::error::Error + 'static); 2] = [
+            &ManagerError::Discovery(HttpError::Unauthorized),
+            &RouteError::Refused {
+                shard: 1,
+                error: CommandError::ShardStopped,
+            },
+        ];
+        for error in errors {
+            let messages = ErrorChain(error).messages();
+            for pair in messages.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "{messages:?}");
+            }
+        }
+        let discovery = ErrorChain(&ManagerError::Discovery(HttpError::Unauthorized)).messages();
+        assert_eq!(discovery.len(), 2, "the HTTP error is the source");
+    }
 }

@@ -2,7 +2,7 @@
 //! but more than `max_restarts` restarts within `window` escalate to a
 //! failure instead of a restart loop.
 
-use discore_gateway::backoff::Backoff;
+use discore_gateway::Backoff;
 use std::{
     collections::VecDeque,
     time::{Duration, Instant},
@@ -94,7 +94,7 @@ impl RestartIntensity {
 #[cfg(test)]
 mod tests {
     use super::{RestartDecision, RestartIntensity, RestartPolicy};
-    use discore_gateway::backoff::Backoff;
+    use discore_gateway::Backoff;
     use std::time::{Duration, Instant};
 
     fn policy(max_restarts: u32) -> RestartPolicy {

@@ -7,7 +7,8 @@
 //! restarts crashed shards from their sessions (so they resume), stops a
 //! shard or the fleet on fatal close codes, re-shards without downtime when
 //! Discord asks for more shards, routes commands by guild, reports progress
-//! and readiness, and on shutdown hands sessions off to a [`SessionStore`]
+//! and readiness, and on shutdown hands sessions off to a
+//! [`SessionStore`](session_store::SessionStore)
 //! so the next process resumes them. The guide is `docs/shard-manager.md`.
 //!
 //! ```no_run
@@ -46,14 +47,7 @@ mod arbiters;
 mod config;
 mod error;
 mod event;
-pub mod identify_queue {
-    //! The identify queue: re-exported from `discore-gateway`, with the
-    //! conformance suite every implementation must pass.
-    pub use crate::identify::{
-        IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit, conformance,
-    };
-}
-mod identify;
+pub mod identify;
 mod intensity;
 mod manager;
 mod relay;
@@ -61,12 +55,11 @@ mod routing;
 pub mod session_store;
 mod status;
 
-pub use config::{ManagerConfig, ReshardMode, ShardCount};
-pub use discore_gateway::{
-    Command, EventFilter, GatewayEvent, ShardLifecycle, StopMode, Subscribe, SubscribeLifecycle,
-    Unsubscribe,
+pub use config::{
+    DiscoveryConfig, IdentifyConfig, IdentifyLimits, IdentifyQueueChoice, ManagerConfig, Placement,
+    ReshardConfig, ReshardMode, SessionConfig, ShardCount, SupervisionConfig,
 };
-pub use error::{ManagerError, RouteError};
+pub use error::{ConfigError, ManagerError, ReshardRefusal, RouteError};
 pub use event::{FleetEvent, FleetProgress, FleetStop, ShardFailure};
 pub use intensity::RestartPolicy;
 pub use manager::{
@@ -74,12 +67,4 @@ pub use manager::{
     SubscribeFleet, WaitUntilReady,
 };
 pub use routing::CommandTarget;
-pub use session_store::{
-    InMemorySessionStore, JsonFileSessionStore, SavedSession, SessionStore, SessionStoreError,
-};
 pub use status::{FleetStatus, ReshardingStatus, ShardReport, ShardRunState};
-
-/// The guide's code blocks, compiled as doc tests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/shard-manager.md")]
-mod guide {}

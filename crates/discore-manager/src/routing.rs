@@ -1,4 +1,4 @@
-//! Which shard a command goes to (protocol digest §10).
+//! Which shard a command goes to (`docs/protocol.md`, "Sharding").
 
 use crate::error::RouteError;
 use discore_gateway::Command;

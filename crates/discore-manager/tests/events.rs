@@ -3,10 +3,8 @@
 mod common;
 
 use common::{Log, collector, init_logging, manager_config, mock_config, start_mock, wait_for};
-use discore_gateway::{EventFilter, EventType};
-use discore_manager::{
-    ShardManager, ShutdownFleet, StopMode, Subscribe, Unsubscribe, WaitUntilReady,
-};
+use discore_gateway::{EventFilter, EventType, StopMode, Subscribe, Unsubscribe};
+use discore_manager::{ShardManager, ShutdownFleet, WaitUntilReady};
 use discore_mock::MockServer;
 use serde_json::json;
 

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{collector, init_logging, manager_config, mock_config, start_mock, wait_for};
-use discore_gateway::EventFilter;
+use discore_gateway::{EventFilter, StopMode};
 use discore_manager::{
-    FleetEvent, InMemorySessionStore, JsonFileSessionStore, SessionStore, ShardManager,
-    ShutdownFleet, StopMode, WaitUntilReady,
+    FleetEvent, SessionConfig, ShardManager, ShutdownFleet, WaitUntilReady,
+    session_store::{InMemorySessionStore, JsonFileSessionStore, SessionStore},
 };
 use discore_mock::{ConnectionEnd, MockServer, ResumeOutcome};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ async fn deploy(mock: &MockServer, store: Arc<dyn SessionStore>) -> (common::Log
     let (first, first_log) = collector();
     let manager = ShardManager::launch(
         manager_config(mock)
-            .session_store(Arc::clone(&store))
+            .sessions(SessionConfig::new(Arc::clone(&store)))
             .subscribe(first.clone().recipient(), EventFilter::all())
             .subscribe_fleet(first.recipient()),
     )
@@ -70,7 +70,7 @@ async fn deploy(mock: &MockServer, store: Arc<dyn SessionStore>) -> (common::Log
     let (second, log) = collector();
     let manager = ShardManager::launch(
         manager_config(mock)
-            .session_store(Arc::clone(&store))
+            .sessions(SessionConfig::new(Arc::clone(&store)))
             .subscribe(second.clone().recipient(), EventFilter::all())
             .subscribe_fleet(second.recipient()),
     )
@@ -139,11 +139,10 @@ async fn checkpoints_save_running_sessions() {
     init_logging();
     let mock = start_mock(mock_config().guilds(4).max_guilds_per_shard(2)).await;
     let store = Arc::new(InMemorySessionStore::new());
-    let manager = ShardManager::launch(
-        manager_config(&mock)
-            .session_store(store.clone())
-            .checkpoint_interval(Some(std::time::Duration::from_millis(50))),
-    )
+    let manager = ShardManager::launch(manager_config(&mock).sessions(SessionConfig {
+        checkpoint_interval: Some(std::time::Duration::from_millis(50)),
+        ..SessionConfig::new(store.clone())
+    }))
     .await
     .expect("the fleet starts");
     manager

@@ -5,9 +5,9 @@
 mod common;
 
 use common::{Seen, collector, init_logging, manager_config, mock_config, start_mock, wait_for};
-use discore_gateway::{EventFilter, ShardFailureReason};
+use discore_gateway::{EventFilter, ShardFailureReason, StopMode};
 use discore_manager::{
-    FleetEvent, GetFleetStatus, ReshardMode, ShardCount, ShardManager, ShutdownFleet, StopMode,
+    FleetEvent, GetFleetStatus, ReshardMode, ShardCount, ShardManager, ShutdownFleet,
     WaitUntilReady,
 };
 use discore_mock::{IdentifyOutcome, MockServer};

@@ -3,9 +3,10 @@
 mod common;
 
 use common::{collector, init_logging, manager_config, mock_config, start_mock, wait_for};
-use discore_gateway::Command;
+use discore_gateway::{Command, StopMode};
 use discore_manager::{
-    CommandTarget, RouteError, SendCommandTo, ShardManager, ShutdownFleet, StopMode, WaitUntilReady,
+    CommandTarget, ReshardMode, RouteError, SendCommandTo, ShardCount, ShardManager, ShutdownFleet,
+    WaitUntilReady,
 };
 use discore_mock::MockServer;
 use discore_protocol::{OpCode, shard_for_guild};
@@ -162,9 +163,17 @@ async fn a_shard_range_refuses_guilds_of_other_processes() {
     init_logging();
     let mock = start_mock(mock_config().guilds(6).max_guilds_per_shard(2)).await;
     let (bot, _log) = collector();
-    let manager = ShardManager::start(manager_config(&mock).shard_range(1..3, 3), bot.recipient())
-        .await
-        .expect("the fleet starts");
+    let manager = ShardManager::start(
+        manager_config(&mock)
+            .shard_count(ShardCount::Range {
+                ids: 1..3,
+                total: 3,
+            })
+            .resharding(ReshardMode::Disabled),
+        bot.recipient(),
+    )
+    .await
+    .expect("the fleet starts");
     manager
         .send(WaitUntilReady)
         .await

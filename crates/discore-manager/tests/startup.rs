@@ -4,11 +4,13 @@
 mod common;
 
 use common::{collector, init_logging, manager_config, mock_config, start_mock, wait_for};
+use discore_gateway::StopMode;
 use discore_gateway::{EventFilter, Token};
 use discore_http::HttpError;
 use discore_manager::{
-    FleetEvent, GetFleetStatus, ManagerConfig, ManagerError, ShardManager, ShardRunState,
-    ShutdownFleet, StopMode, WaitUntilReady,
+    ConfigError, DiscoveryConfig, FleetEvent, GetFleetStatus, ManagerConfig, ManagerError,
+    ReshardMode, ShardCount, ShardManager, ShardRunState, ShutdownFleet, SupervisionConfig,
+    WaitUntilReady,
 };
 use discore_mock::{IdentifyOutcome, MockConfig};
 use std::{collections::BTreeMap, time::Duration};
@@ -110,8 +112,11 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
     let (bot, _log) = collector();
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .identify_window(Duration::from_millis(300))
-            .status_interval(Duration::from_millis(50))
+            .identify(common::identify_window(Duration::from_millis(300)))
+            .supervision(SupervisionConfig {
+                status_interval: Duration::from_millis(50),
+                ..common::supervision()
+            })
             .subscribe_fleet(bot.recipient()),
     )
     .await
@@ -159,7 +164,7 @@ async fn a_rejected_token_fails_the_start() {
         Token::new("wrong-secret-token").expect("valid"),
         common::INTENTS,
     )
-    .rest_url(mock.rest_url());
+    .discovery(DiscoveryConfig::at(mock.rest_url()));
     let error = ShardManager::launch(config)
         .await
         .expect_err("the token is rejected");
@@ -169,19 +174,22 @@ async fn a_rejected_token_fails_the_start() {
     mock.stop().await;
 }
 
-/// A configuration that cannot work is refused before anything starts.
+/// A configuration that cannot work is refused before anything starts
+/// (every case is a unit test of `ManagerConfig::validate`).
 #[actix_rt::test]
 async fn impossible_configurations_are_refused() {
-    let config = || ManagerConfig::new(Token::new("t").expect("valid"), common::INTENTS);
-    for bad in [
-        config().shard_range(3..3, 4),
-        config().shard_range(2..6, 4),
-        config().shard_count(discore_manager::ShardCount::Fixed(0)),
-        config().gateway_url("http://not-a-websocket"),
-    ] {
-        assert!(matches!(
-            ShardManager::launch(bad).await,
-            Err(ManagerError::InvalidConfig(_))
-        ));
-    }
+    let config = ManagerConfig::new(Token::new("t").expect("valid"), common::INTENTS).shard_count(
+        ShardCount::Range {
+            ids: 0..2,
+            total: 4,
+        },
+    );
+    assert_eq!(
+        ShardManager::launch(config).await.map(drop),
+        Err(ManagerError::InvalidConfig(ConfigError::RangeReshards {
+            ids: 0..2,
+            total: 4,
+            mode: ReshardMode::ZeroDowntime,
+        }))
+    );
 }

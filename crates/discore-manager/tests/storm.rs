@@ -7,7 +7,7 @@
 mod common;
 
 use common::{init_logging, manager_config, mock_config, shard_config, start_mock};
-use discore_gateway::backoff::Backoff;
+use discore_gateway::Backoff;
 use discore_manager::{GetFleetStatus, ShardCount, ShardManager, WaitUntilReady};
 use discore_mock::{Fault, IdentifyOutcome, MockServer, Observed, ResumeOutcome, Target};
 use std::{
@@ -114,7 +114,7 @@ async fn a_fleet_survives_an_outage_without_a_reconnect_storm() {
     let manager = ShardManager::launch(
         manager_config(&mock)
             .shard_count(ShardCount::Fixed(SHARDS))
-            .identify_window(IDENTIFY_WINDOW)
+            .identify(common::identify_window(IDENTIFY_WINDOW))
             .shard_config(shard_config().backoff(BACKOFF)),
     )
     .await

@@ -7,10 +7,11 @@ use actix::Arbiter;
 use common::{
     PanicFor, collector, init_logging, manager_config, mock_config, start_mock, wait_for,
 };
-use discore_gateway::{InMemoryIdentifyQueue, ShardFailureReason, backoff::Backoff};
+use discore_gateway::{Backoff, InMemoryIdentifyQueue, ShardFailureReason, StopMode};
 use discore_manager::{
-    FleetEvent, FleetStop, GetFleetStatus, ManagerError, RestartPolicy, ShardFailure, ShardManager,
-    ShardRunState, ShutdownFleet, StopMode, WaitUntilReady,
+    FleetEvent, FleetStop, GetFleetStatus, IdentifyConfig, ManagerError, Placement, ReshardMode,
+    RestartPolicy, ShardCount, ShardFailure, ShardManager, ShardRunState, ShutdownFleet,
+    SupervisionConfig, WaitUntilReady,
 };
 use discore_mock::{IdentifyOutcome, ResumeOutcome, Target};
 use discore_protocol::shard_for_guild;
@@ -26,7 +27,9 @@ async fn a_crashed_shard_is_restarted_and_resumes() {
     let (bot, log) = collector();
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .arbiter_handles(arbiters.iter().map(Arbiter::handle).collect())
+            .placement(Placement::Given(
+                arbiters.iter().map(Arbiter::handle).collect(),
+            ))
             .subscribe(bot.clone().recipient(), discore_gateway::EventFilter::all())
             .subscribe_fleet(bot.recipient()),
     )
@@ -109,14 +112,17 @@ async fn repeated_crashes_escalate_instead_of_looping() {
     });
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .identify_queue(queue)
-            .restart_policy(RestartPolicy {
-                backoff: Backoff {
-                    base: Duration::from_millis(10),
-                    cap: Duration::from_millis(40),
+            .identify(IdentifyConfig::queue(queue))
+            .supervision(SupervisionConfig {
+                restart: RestartPolicy {
+                    backoff: Backoff {
+                        base: Duration::from_millis(10),
+                        cap: Duration::from_millis(40),
+                    },
+                    max_restarts: 3,
+                    window: Duration::from_secs(60),
                 },
-                max_restarts: 3,
-                window: Duration::from_secs(60),
+                ..common::supervision()
             })
             .subscribe_fleet(bot.recipient()),
     )
@@ -231,7 +237,11 @@ async fn a_fatal_code_stops_only_its_shard_when_the_fleet_can_go_on() {
     let (bot, log) = collector();
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .shard_range(0..2, 2)
+            .shard_count(ShardCount::Range {
+                ids: 0..2,
+                total: 2,
+            })
+            .resharding(ReshardMode::Disabled)
             .subscribe(bot.clone().recipient(), discore_gateway::EventFilter::all())
             .subscribe_fleet(bot.recipient()),
     )

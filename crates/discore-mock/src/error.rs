@@ -30,3 +30,33 @@ pub enum MockError {
 #[derive(Clone, Copy, Debug, thiserror::Error)]
 #[error("condition not met within {0:?}")]
 pub struct WaitTimeout(pub Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::MockError;
+    use std::error::Error as _;
+
+    /// Each message of the chain, walked through `source()` (the emulator
+    /// depends on no discore crate, so not through discore's `ErrorChain`).
+    fn messages(error: &dyn std::error::Error) -> Vec<String> {
+        let mut messages = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(error) = source {
+            messages.push(error.to_string());
+            source = error.source();
+        }
+        messages
+    }
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        let error = MockError::Bind(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "address in use",
+        ));
+        let messages = messages(&error);
+        assert_eq!(messages.len(), 2, "{messages:?} has its source");
+        assert!(!messages[0].contains(&messages[1]), "{messages:?}");
+        assert!(error.source().is_some());
+    }
+}

@@ -1,5 +1,5 @@
 //! Close codes and the one policy table that decides what follows a close
-//! (protocol digest §8).
+//! (`docs/protocol.md`, "Close codes").
 
 use std::fmt;
 
@@ -83,7 +83,8 @@ impl CloseCode {
 
     /// What a client does after the server closed with this code.
     ///
-    /// This is the single place that decides it. The derivation (digest §8.2):
+    /// This is the single place that decides it. The derivation
+    /// (`docs/protocol.md`, "Close codes"):
     /// codes Discord marks "don't reconnect" are fatal; 4003, 4007 and 4009 say
     /// the session is gone, so a new one is identified; everything else,
     /// including 1000/1001 sent by the server and codes this crate does not
@@ -96,7 +97,7 @@ impl CloseCode {
             Self::AuthenticationFailed => {
                 CloseAction::Fatal(ShardFailureReason::AuthenticationFailed)
             }
-            Self::InvalidShard => CloseAction::Fatal(ShardFailureReason::InvalidShard),
+            Self::InvalidShard => CloseAction::Fatal(ShardFailureReason::ShardInvalid),
             Self::ShardingRequired => CloseAction::Fatal(ShardFailureReason::ShardingRequired),
             Self::InvalidApiVersion => CloseAction::Fatal(ShardFailureReason::InvalidApiVersion),
             Self::InvalidIntents => CloseAction::Fatal(ShardFailureReason::InvalidIntents),
@@ -153,14 +154,15 @@ pub enum CloseAction {
     Fatal(ShardFailureReason),
 }
 
-/// Why a shard stopped for good (the seed guide's `ShardFailureReason`).
+/// Why a shard stopped for good: the fatal close codes, by what they mean
+/// for the bot (see `docs/protocol.md`, "Close codes").
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ShardFailureReason {
     /// 4004: the token was rejected. Every shard of the bot fails the same way.
     AuthenticationFailed,
-    /// 4010: the shard id or total is not valid for this bot.
-    InvalidShard,
+    /// 4010 Invalid Shard: the shard id or total is not valid for this bot.
+    ShardInvalid,
     /// 4011: the shard would hold too many guilds; more shards are needed.
     ShardingRequired,
     /// 4012: the gateway does not accept the configured API version.
@@ -176,7 +178,7 @@ impl ShardFailureReason {
     pub const fn close_code(self) -> CloseCode {
         match self {
             Self::AuthenticationFailed => CloseCode::AuthenticationFailed,
-            Self::InvalidShard => CloseCode::InvalidShard,
+            Self::ShardInvalid => CloseCode::InvalidShard,
             Self::ShardingRequired => CloseCode::ShardingRequired,
             Self::InvalidApiVersion => CloseCode::InvalidApiVersion,
             Self::InvalidIntents => CloseCode::InvalidIntents,
@@ -198,7 +200,7 @@ impl ShardFailureReason {
 
     /// Whether a new shard count from `GET /gateway/bot` can cure it.
     pub const fn needs_resharding(self) -> bool {
-        matches!(self, Self::InvalidShard | Self::ShardingRequired)
+        matches!(self, Self::ShardInvalid | Self::ShardingRequired)
     }
 }
 
@@ -206,7 +208,7 @@ impl fmt::Display for ShardFailureReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::AuthenticationFailed => "authentication failed: the token was rejected",
-            Self::InvalidShard => "invalid shard id or shard count",
+            Self::ShardInvalid => "invalid shard id or shard count",
             Self::ShardingRequired => "sharding required: too many guilds for this shard count",
             Self::InvalidApiVersion => "invalid gateway API version",
             Self::InvalidIntents => "invalid intents",
@@ -239,7 +241,7 @@ mod tests {
             (4007, NewSession),
             (4008, Resume),
             (4009, NewSession),
-            (4010, Fatal(R::InvalidShard)),
+            (4010, Fatal(R::ShardInvalid)),
             (4011, Fatal(R::ShardingRequired)),
             (4012, Fatal(R::InvalidApiVersion)),
             (4013, Fatal(R::InvalidIntents)),

@@ -1,5 +1,6 @@
-//! Payloads a client sends (protocol digest §6, §7, §13), encoded as the
-//! `{"op": N, "d": ...}` JSON text the gateway expects.
+//! Payloads a client sends (`docs/protocol.md`, "Identify and READY",
+//! "Resuming", "Commands"), encoded as the `{"op": N, "d": ...}` JSON text
+//! the gateway expects.
 
 use crate::{OpCode, Token, limits::MAX_CLIENT_PAYLOAD_BYTES};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,7 @@ impl fmt::Display for EncodeError {
                 f,
                 "payload is {size} bytes, over the gateway's {MAX_CLIENT_PAYLOAD_BYTES}-byte limit"
             ),
-            Self::Json(error) => write!(f, "payload failed to serialize: {error}"),
+            Self::Json(_) => f.write_str("payload failed to serialize"),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Intent bit sets the gateway validates (protocol digest §12).
+//! Intent bit sets the gateway validates (`docs/protocol.md`, "Intents").
 
-pub use twilight_model::gateway::Intents;
+use twilight_model::gateway::Intents;
 
 /// Every documented intent bit. Any other bit closes with 4013.
 pub const DOCUMENTED_INTENT_BITS: u64 = 53_608_447;
@@ -15,7 +15,7 @@ mod tests {
     use super::{DOCUMENTED_INTENT_BITS, Intents, PRIVILEGED_INTENTS};
 
     #[test]
-    fn documented_mask_matches_the_digest() {
+    fn documented_mask_matches_discords_table() {
         assert_eq!(
             DOCUMENTED_INTENT_BITS & !PRIVILEGED_INTENTS.bits(),
             53_575_421

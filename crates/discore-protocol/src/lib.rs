@@ -16,6 +16,7 @@
 mod close_code;
 pub mod commands;
 mod envelope;
+mod error_chain;
 pub mod inbound;
 pub mod intents;
 pub mod limits;
@@ -26,6 +27,7 @@ mod token;
 
 pub use close_code::{CloseAction, CloseCode, ShardFailureReason};
 pub use envelope::{Envelope, EnvelopeError, PayloadData};
+pub use error_chain::ErrorChain;
 pub use opcode::OpCode;
 pub use routing::shard_for_guild;
 pub use session::Session;

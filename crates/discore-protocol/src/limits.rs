@@ -1,4 +1,5 @@
-//! The numbers Discord enforces (protocol digest §1, §9, §10, §13).
+//! The numbers Discord enforces (`docs/protocol.md`: "Payloads", "Rate
+//! limits", "Sharding", "Commands").
 
 use std::time::Duration;
 

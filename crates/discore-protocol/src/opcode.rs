@@ -1,4 +1,4 @@
-//! Gateway opcodes (protocol digest §3).
+//! Gateway opcodes (`docs/protocol.md`, "Opcodes").
 
 use std::fmt;
 

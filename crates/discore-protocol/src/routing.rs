@@ -1,4 +1,4 @@
-//! Which shard a guild belongs to (protocol digest §10).
+//! Which shard a guild belongs to (`docs/protocol.md`, "Sharding").
 
 /// The shard of `guild_id` among `total` shards: `(guild_id >> 22) % total`.
 ///

@@ -1,4 +1,4 @@
-//! What a client keeps to resume a session (protocol digest §7.2).
+//! What a client keeps to resume a session (`docs/protocol.md`, "Resuming").
 
 use serde::{Deserialize, Serialize};
 

@@ -101,8 +101,8 @@ pub enum VoiceRouteError {
 impl fmt::Display for VoiceRouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Route(error) => write!(f, "voice state update not routed: {error}"),
-            Self::Command(error) => write!(f, "voice state update refused: {error}"),
+            Self::Route(_) => f.write_str("voice state update not routed"),
+            Self::Command(_) => f.write_str("voice state update refused by the shard"),
             Self::Stopped(_) => f.write_str("the shard or manager has stopped"),
         }
     }
@@ -133,5 +133,27 @@ impl From<CommandError> for VoiceRouteError {
 impl From<MailboxError> for VoiceRouteError {
     fn from(error: MailboxError) -> Self {
         Self::Stopped(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VoiceRouteError;
+    use actix::MailboxError;
+    use discore_gateway::CommandError;
+    use discore_manager::RouteError;
+    use discore_protocol::ErrorChain;
+
+    #[test]
+    fn messages_do_not_repeat_their_sources() {
+        for error in [
+            VoiceRouteError::Route(RouteError::Stopping),
+            VoiceRouteError::Command(CommandError::QueueFull { capacity: 8 }),
+            VoiceRouteError::Stopped(MailboxError::Closed),
+        ] {
+            let messages = ErrorChain(&error).messages();
+            assert_eq!(messages.len(), 2, "{messages:?} has its source");
+            assert!(!messages[0].contains(&messages[1]), "{messages:?}");
+        }
     }
 }

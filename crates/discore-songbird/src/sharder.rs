@@ -78,7 +78,7 @@ impl VoiceUpdate for ShardHandle {
             .await
             .map_err(|error| {
                 // songbird's error has no room for the reason: log it here.
-                log::warn!("guild {guild}: {error}");
+                log::warn!("guild {guild}: {}", discore_protocol::ErrorChain(&error));
                 match error {
                     crate::VoiceRouteError::Stopped(_) => JoinError::Dropped,
                     _ => JoinError::NoSender,

@@ -20,8 +20,8 @@ use discore_cluster::{
     ClusterNode, ClusterRedis, EventBus, EventSource, EventSourceConfig, NodeConfig,
     ShardAssignment, ShutdownNode, StopSource, StreamSettings,
 };
-use discore_gateway::{Dispatch, GatewayEvent, Intents, ShardConfig, Token, backoff::Backoff};
-use discore_manager::RestartPolicy;
+use discore_gateway::{Backoff, Dispatch, GatewayEvent, Intents, ShardConfig, Token};
+use discore_manager::{RestartPolicy, SupervisionConfig};
 use std::{collections::HashMap, error::Error, io::Write as _, time::Duration};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -97,17 +97,19 @@ async fn gateway(args: Args) -> Result<()> {
         .max_concurrency(u32::try_from(args.number("max-concurrency", 1)?)?)
         .arbiters(usize::try_from(args.number("arbiters", 1)?)?)
         .configure_manager(|manager| {
-            manager
-                .status_interval(Duration::from_millis(50))
-                .shutdown_grace(Duration::from_millis(20))
-                .restart_policy(RestartPolicy {
+            manager.supervision(SupervisionConfig {
+                restart: RestartPolicy {
                     backoff: Backoff {
                         base: Duration::from_millis(20),
                         cap: Duration::from_millis(100),
                     },
                     max_restarts: 5,
                     window: Duration::from_secs(60),
-                })
+                },
+                status_interval: Duration::from_millis(50),
+                shutdown_grace: Duration::from_millis(20),
+                ..SupervisionConfig::default()
+            })
         });
     if let Some(id) = args.0.get("node-id") {
         config = config.node_id(id.clone());

@@ -158,7 +158,8 @@ enum Input {
 
 /// An actor that publishes every [`GatewayEvent`] it receives to the bot's
 /// stream: subject per event type and shard, the raw JSON as payload, and
-/// the shard, event, sequence and session as headers (see [`super`]).
+/// the shard, event, sequence and session as headers (`docs/cluster.md`,
+/// "3. The event bus").
 ///
 /// Subscribe it to the fleet (`ManagerConfig::subscribe(publisher.recipient(),
 /// EventFilter::all())`); the [`ClusterNode`](crate::ClusterNode) does this

@@ -4,14 +4,14 @@
 
 use crate::common::{ask, eventually};
 use actix::Actor as _;
+use discore::Intents;
+use discore::protocol::shard_for_guild;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     cache::{CacheBot, ChannelName, GuildCount, MemberRoles, SessionCounts},
     setup::Environment,
 };
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::{MockConfig, MockServer, ResumeOutcome, Target};
-use discore_protocol::shard_for_guild;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use twilight_cache_inmemory::DefaultInMemoryCache;

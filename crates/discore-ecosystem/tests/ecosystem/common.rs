@@ -2,8 +2,8 @@
 //! recorder of the events a fleet delivers.
 
 use actix::{Actor, Context, Handler, Message};
+use discore::{Dispatch, GatewayEvent};
 use discore_ecosystem::{Answers, GetAnswers};
-use discore_gateway::{Dispatch, GatewayEvent};
 use std::{
     future::Future,
     sync::{Arc, Mutex},

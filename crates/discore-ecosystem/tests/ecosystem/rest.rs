@@ -4,13 +4,13 @@
 
 use crate::common::{Recorder, ask, eventually, settled_answers};
 use actix::Actor as _;
+use discore::{DispatchEvent, EventFilter, EventType, Intents};
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     Answers,
     ping::{GetAnswers, PING, PingBot},
     setup::Environment,
 };
-use discore_gateway::{DispatchEvent, EventFilter, EventType, Intents};
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::MockConfig;
 use std::sync::Arc;
 

@@ -4,13 +4,13 @@
 
 use crate::common::{ask, eventually, settled_answers};
 use actix::Actor as _;
+use discore::Intents;
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::{
     Answers,
     setup::Environment,
     slash::{GetAnswers, SlashBot},
 };
-use discore_gateway::Intents;
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::MockConfig;
 use serde_json::json;
 use std::sync::Arc;

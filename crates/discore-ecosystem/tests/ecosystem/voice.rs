@@ -6,11 +6,11 @@
 
 use crate::common::{PATIENCE, Recorder, ask, eventually};
 use actix::Actor as _;
+use discore::protocol::shard_for_guild;
+use discore::{DispatchEvent, Intents, Shard, ShardConfig, ShardId, Token};
+use discore::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_ecosystem::setup::Environment;
-use discore_gateway::{DispatchEvent, Intents, Shard, ShardConfig, ShardId, Token};
-use discore_manager::{ShardManager, ShutdownFleet, StopMode, WaitUntilReady};
 use discore_mock::{MockConfig, MockServer};
-use discore_protocol::shard_for_guild;
 use discore_songbird::{GetApplied, VoiceCalls, VoiceEvents};
 use serde_json::Value;
 use std::sync::Arc;

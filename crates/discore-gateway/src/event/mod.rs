@@ -4,7 +4,7 @@ mod flattened;
 
 use crate::{delivery::Credit, machine::Lifecycle};
 use actix::Message;
-use discore_protocol::{EnvelopeError, PayloadData, ShardId};
+use discore_protocol::{EnvelopeError, ErrorChain, PayloadData, ShardId};
 use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
 use std::{collections::HashSet, fmt, sync::Arc};
@@ -55,6 +55,11 @@ impl GatewayEvent {
     /// The event's name, such as `MESSAGE_CREATE`.
     pub fn name(&self) -> &str {
         self.event.name()
+    }
+
+    /// The typed event, if twilight-model knows it (see [`Dispatch::typed`]).
+    pub fn typed(&self) -> Option<&DispatchEvent> {
+        self.event.typed()
     }
 }
 
@@ -142,7 +147,8 @@ impl Dispatch {
         }
     }
 
-    fn mismatch(name: &str, data: &RawValue, error: &dyn fmt::Display) -> Self {
+    fn mismatch(name: &str, data: &RawValue, error: &(dyn std::error::Error + 'static)) -> Self {
+        let error = ErrorChain(error);
         log::warn!("{name} did not match the model, delivered raw: {error}");
         Self::Raw(RawDispatch::new(
             name,

@@ -1,4 +1,4 @@
-//! Heartbeat bookkeeping (protocol digest §5): the schedule, the ACK flag
+//! Heartbeat bookkeeping (`docs/protocol.md`, "Heartbeats"): the schedule, the ACK flag
 //! that detects zombie connections, and latency statistics.
 
 use std::time::{Duration, Instant};

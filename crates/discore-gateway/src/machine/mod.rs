@@ -1,5 +1,5 @@
-//! The protocol rules of one shard as a plain state machine (protocol digest
-//! §4–§8, §16).
+//! The protocol rules of one shard as a plain state machine
+//! (`docs/protocol.md`, from "Connection lifecycle" to "Close codes").
 //!
 //! The machine does no IO and reads no clock: the [`Shard`](crate::Shard)
 //! actor feeds it what happened on the socket together with the current time,
@@ -230,11 +230,6 @@ impl Machine {
     /// Connections in a row that failed before becoming active.
     pub const fn consecutive_failures(&self) -> u32 {
         self.failures
-    }
-
-    /// The heartbeat interval of the current connection.
-    pub fn heartbeat_interval(&self) -> Option<Duration> {
-        self.heartbeat.as_ref().map(|h| h.interval)
     }
 
     /// The earliest time [`Machine::on_timer`] has something to do.
@@ -557,7 +552,8 @@ impl Machine {
     /// session (the gateway expects resumes there, never on the discovery
     /// URL). When the resume URL could not be reached `resume_url_attempts`
     /// times in a row, the resume is not possible: the session is given up
-    /// and a new one is identified on the discovery URL (digest §4 step 8).
+    /// and a new one is identified on the discovery URL (`docs/protocol.md`,
+    /// "Resuming").
     fn next_target(&mut self) -> ConnectTarget {
         if self.session.is_some() && self.resume_url_failures >= self.config.resume_url_attempts {
             self.forget_session();

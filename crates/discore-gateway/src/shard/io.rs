@@ -16,7 +16,7 @@ use actix::{
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
 use discore_protocol::{
-    Envelope, EnvelopeError, OpCode, PayloadData, commands,
+    Envelope, EnvelopeError, ErrorChain, OpCode, PayloadData, commands,
     inbound::{Hello, ReadySession},
 };
 use futures_util::{StreamExt as _, stream};
@@ -308,7 +308,11 @@ impl Shard {
                 self.stats.identifies += 1;
                 self.send_control(frame);
             }
-            Err(error) => log::error!("shard {}: identify failed to encode: {error}", self.id),
+            Err(error) => log::error!(
+                "shard {}: identify failed to encode: {}",
+                self.id,
+                ErrorChain(&error)
+            ),
         }
     }
 
@@ -396,7 +400,7 @@ impl Shard {
                 self.on_payload(payload, ctx);
             }
             Ok(None) => {}
-            Err(error) => self.protocol_error(&error.to_string(), false, ctx),
+            Err(error) => self.protocol_error(&ErrorChain(&error).to_string(), false, ctx),
         }
         inflater.recycle();
         // Put the context back unless the connection changed meanwhile.
@@ -413,7 +417,7 @@ impl Shard {
         let envelope = match Envelope::peek(text) {
             Ok(envelope) => envelope,
             Err(error) => {
-                self.protocol_error(&error.to_string(), false, ctx);
+                self.protocol_error(&ErrorChain(&error).to_string(), false, ctx);
                 return;
             }
         };
@@ -492,6 +496,7 @@ impl Shard {
         let event = match self.parse_for_subscribers(name, kind, envelope.data) {
             Ok(event) => event,
             Err(error) => {
+                let error = ErrorChain(&error);
                 self.protocol_error(&format!("{name} #{sequence}: {error}"), false, ctx);
                 return;
             }

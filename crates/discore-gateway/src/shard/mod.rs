@@ -34,7 +34,10 @@ use twilight_model::gateway::payload::outgoing::update_presence::UpdatePresenceP
 /// Discord's usual heartbeat interval, assumed until Hello tells the real one.
 const TYPICAL_HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(41_250);
 
-/// One Discord Gateway connection (the seed guide's `Shard`).
+/// One Discord Gateway connection.
+///
+/// `docs/shards.md` is its guide, with a table from Discore's (C#) names to
+/// these.
 ///
 /// ```no_run
 /// use discore_gateway::{Shard, ShardConfig};
@@ -142,8 +145,7 @@ impl fmt::Debug for Shard {
 }
 
 impl Shard {
-    /// A shard of a bot: `id` out of `id.total()` shards (the seed's
-    /// `new Shard(token, shardId, totalShards)`).
+    /// A shard of a bot: `id` out of `id.total()` shards.
     pub fn new(token: Token, id: ShardId, config: ShardConfig) -> Self {
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let machine = Machine::new(config.machine.clone(), config.session.clone(), seed);
@@ -211,8 +213,8 @@ impl Shard {
     }
 
     /// Starts the shard on the current arbiter and waits for its first
-    /// handshake (READY, or RESUMED when started from a saved session), as
-    /// the seed's `StartAsync`. After that the shard reconnects and resumes
+    /// handshake (READY, or RESUMED when started from a saved session).
+    /// After that the shard reconnects and resumes
     /// by itself; `Actor::start` starts it without waiting.
     ///
     /// # Errors

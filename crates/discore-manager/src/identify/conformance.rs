@@ -1,7 +1,8 @@
 //! The conformance suite every [`IdentifyQueue`] implementation must pass.
 //!
 //! ```
-//! use discore_manager::identify_queue::{InMemoryIdentifyQueue, conformance};
+//! use discore_gateway::InMemoryIdentifyQueue;
+//! use discore_manager::identify::conformance;
 //! use std::sync::Arc;
 //!
 //! # #[actix_rt::main]
@@ -23,7 +24,7 @@
 //! lower bounds on time only, so they hold on a busy machine: a late timer
 //! can only make a grant later, never earlier.
 
-use discore_gateway::identify::{IdentifyQueue, SessionStartLimit};
+use discore_gateway::{IdentifyQueue, SessionStartLimit};
 use discore_protocol::ShardId;
 use futures_util::future::join_all;
 use std::{

@@ -1,24 +1,22 @@
-//! The identify queue (protocol digest §9.2, §9.3): one Identify per bucket
-//! `shard_id % max_concurrency` per window, buckets in order, and the daily
-//! session start budget with a reserve.
+//! The identify queue (`docs/protocol.md`, "Identify rate limits"): one
+//! Identify per bucket `shard_id % max_concurrency` per window, buckets in
+//! order, and the daily session start budget with a reserve.
 //!
 //! The trait and the in-memory implementation live in `discore-gateway`
-//! (every shard asks its queue before identifying) and are re-exported here
-//! with the [`conformance`] suite any implementation must pass. The manager
-//! builds an [`InMemoryIdentifyQueue`] from `GET /gateway/bot` unless it is
-//! given another (a distributed one, for several processes).
+//! (every shard asks its queue before identifying); this module holds the
+//! [`conformance`] suite any implementation must pass. The manager builds
+//! an in-memory queue from `GET /gateway/bot` unless it is given another (a
+//! distributed one, for several processes).
 
 pub mod conformance;
 mod ordered;
 
-pub use discore_gateway::identify::{
-    IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit,
-};
 pub(crate) use ordered::{OrderedIdentifyQueue, Spacing};
 
 #[cfg(test)]
 mod tests {
-    use super::{InMemoryIdentifyQueue, conformance};
+    use super::conformance;
+    use discore_gateway::InMemoryIdentifyQueue;
     use std::sync::Arc;
 
     #[actix_rt::test]

@@ -18,7 +18,7 @@
 //! slots at once after the process stalled (a busy machine), and the
 //! identifies would reach Discord back to back.
 
-use discore_gateway::identify::{IdentifyFuture, IdentifyQueue};
+use discore_gateway::{IdentifyFuture, IdentifyQueue};
 use discore_protocol::ShardId;
 use std::{
     collections::{HashMap, VecDeque},
@@ -226,7 +226,7 @@ impl IdentifyQueue for OrderedIdentifyQueue {
 #[cfg(test)]
 mod tests {
     use super::OrderedIdentifyQueue;
-    use discore_gateway::identify::{IdentifyFuture, IdentifyQueue};
+    use discore_gateway::{IdentifyFuture, IdentifyQueue};
     use discore_protocol::ShardId;
     use std::{
         sync::{Arc, Mutex},
@@ -317,7 +317,7 @@ mod tests {
 #[cfg(test)]
 mod spacing_tests {
     use super::{OrderedIdentifyQueue, Spacing};
-    use discore_gateway::identify::{IdentifyFuture, IdentifyQueue};
+    use discore_gateway::{IdentifyFuture, IdentifyQueue};
     use discore_protocol::ShardId;
     use std::{
         sync::Arc,

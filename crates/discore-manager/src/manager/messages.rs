@@ -6,7 +6,7 @@
 
 use super::{Role, ShardManager, SlotState};
 use crate::{
-    error::{ManagerError, RouteError},
+    error::{ManagerError, ReshardRefusal, RouteError},
     event::{FleetEvent, FleetProgress, FleetStop},
     relay::Subscriber,
     routing::{self, CommandTarget},
@@ -307,16 +307,19 @@ impl Handler<Reshard> for ShardManager {
         if self.stopping {
             return Err(ManagerError::Stopped);
         }
-        if self.settings.range.is_some() {
-            return Err(ManagerError::InvalidConfig(
-                "a manager running a shard range does not re-shard by itself".into(),
-            ));
+        if let Some((ids, total)) = self.config.shard_count.range() {
+            return Err(ManagerError::ReshardRefused(ReshardRefusal::PartOfBot {
+                ids,
+                total,
+            }));
         }
-        if total == Some(0) || total == Some(self.active.total) {
-            return Err(ManagerError::InvalidConfig(format!(
-                "cannot re-shard from {} to {total:?} shards",
-                self.active.total
-            )));
+        if let Some(requested) = total
+            && (requested == 0 || requested == self.active.total)
+        {
+            return Err(ManagerError::ReshardRefused(ReshardRefusal::NotANewCount {
+                current: self.active.total,
+                requested,
+            }));
         }
         self.begin_resharding(total, ctx);
         Ok(())
@@ -359,7 +362,7 @@ impl Handler<ShutdownFleet> for ShardManager {
             self.queue.forget(slot.id);
         }
         let all: Vec<ShardId> = self.active.slots.values().map(|s| s.id).collect();
-        let store = self.settings.store.clone();
+        let store = self.store();
         let work = async move {
             let answers = join_all(running.iter().map(|(_, addr)| addr.send(Shutdown(mode)))).await;
             let mut report = ShutdownReport {

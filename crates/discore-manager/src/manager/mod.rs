@@ -18,19 +18,18 @@ pub use messages::{
 use crate::{
     align::{KnownGuilds, Recorder, union_filter},
     arbiters::Arbiters,
-    config::{ManagerConfig, ReshardMode, ShardCount},
+    config::{IdentifyLimits, IdentifyQueueChoice, ManagerConfig, SessionConfig, ShardCount},
     error::ManagerError,
     event::{FleetEvent, FleetProgress, FleetStop, ShardFailure},
     identify::{OrderedIdentifyQueue, Spacing},
-    intensity::{RestartIntensity, RestartPolicy},
+    intensity::RestartIntensity,
     relay::{Mode, Relay, SetSubscribers, Subscriber},
     session_store::{SavedSession, SessionStore},
 };
 use actix::{Actor, ActorContext as _, Addr, AsyncContext as _, Context, Recipient};
 use discore_gateway::{
-    EventFilter, GatewayEvent, InMemoryIdentifyQueue, Intents, SessionStartLimit, Shard,
-    ShardConfig, ShardLifecycle, ShardStatus, Subscribe, Token, Unsubscribe,
-    identify::IdentifyQueue,
+    EventFilter, GatewayEvent, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit, Shard,
+    ShardConfig, ShardLifecycle, ShardStatus, Subscribe, Unsubscribe,
 };
 use discore_http::{BotConnectionInfo, RestClient};
 use discore_protocol::{Session, ShardId};
@@ -134,28 +133,6 @@ impl Fleet {
     }
 }
 
-/// Settings resolved at start.
-pub(crate) struct Settings {
-    pub(crate) token: Token,
-    pub(crate) intents: Intents,
-    pub(crate) template: ShardConfig,
-    pub(crate) gateway_url: String,
-    /// A range of a fixed total, when this process runs only some shards.
-    pub(crate) range: Option<Range<u32>>,
-    pub(crate) restart: RestartPolicy,
-    pub(crate) store: Option<Arc<dyn SessionStore>>,
-    pub(crate) checkpoint_interval: Option<Duration>,
-    pub(crate) resharding: ReshardMode,
-    pub(crate) reshard_history: usize,
-    pub(crate) alignment_window: Duration,
-    pub(crate) drain_timeout: Duration,
-    pub(crate) reshard_attempts: u32,
-    pub(crate) reshard_retry_delay: Duration,
-    pub(crate) status_interval: Duration,
-    pub(crate) guild_load_timeout: Duration,
-    pub(crate) shutdown_grace: Duration,
-}
-
 /// Runs a bot's fleet of [`Shard`]s: starts them under the identify rate
 /// limits, spreads them over arbiters, delivers their events to the
 /// subscribed recipients, routes commands, restarts crashed shards, stops
@@ -195,7 +172,11 @@ pub(crate) struct Settings {
 /// }
 /// ```
 pub struct ShardManager {
-    pub(crate) settings: Settings,
+    /// The configuration it was started with; its subscribers moved to
+    /// the fields below.
+    pub(crate) config: ManagerConfig,
+    /// The gateway URL shards connect to.
+    pub(crate) gateway_url: String,
     pub(crate) rest: RestClient,
     pub(crate) queue: Arc<OrderedIdentifyQueue>,
     pub(crate) arbiters: Arbiters,
@@ -253,18 +234,20 @@ impl ShardManager {
     ///
     /// As [`ShardManager::start`].
     pub async fn launch(config: ManagerConfig) -> Result<Addr<Self>, ManagerError> {
-        validate(&config)?;
+        config.validate().map_err(ManagerError::InvalidConfig)?;
+        let mut config = config.normalized();
+        let discovery = &config.discovery;
         let rest = RestClient::builder(config.token.clone())
-            .base_url(config.rest_url.clone())
-            .max_attempts(config.rest_attempts)
+            .base_url(discovery.rest_url.clone())
+            .max_attempts(discovery.rest_attempts)
             .build()
             .map_err(ManagerError::Discovery)?;
-        let info = match config.gateway_info.clone() {
+        let info = match discovery.gateway_bot.clone() {
             Some(info) => info,
             None => rest.gateway_bot().await?,
         };
-        let saved = load_sessions(&config).await;
-        let (total, ids) = shard_layout(&config, &info, &saved);
+        let saved = load_sessions(config.sessions.as_ref()).await;
+        let (total, ids) = shard_layout(&config.shard_count, &info, &saved);
         let mut sessions: HashMap<u32, Session> = saved
             .into_iter()
             .filter(|s| s.shard.total() == total && ids.contains(&s.shard.number()))
@@ -274,52 +257,35 @@ impl ShardManager {
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
-        let spacing = config
-            .identify_queue
-            .is_none()
-            .then(|| Spacing::new(max_concurrency(&config, &info), config.identify_window));
+        let (inner, spacing) = match &config.identify.queue {
+            IdentifyQueueChoice::Given(queue) => (Arc::clone(queue), None),
+            IdentifyQueueChoice::InMemory(limits) => {
+                let max_concurrency = max_concurrency(limits, &info);
+                (
+                    in_memory_queue(limits, max_concurrency, &info),
+                    Some(Spacing::new(max_concurrency, limits.window)),
+                )
+            }
+        };
         let queue = Arc::new(OrderedIdentifyQueue::new(
-            identify_queue(&config, &info),
-            config.identify_order_timeout,
+            inner,
+            config.identify.order_timeout,
             spacing,
         ));
-        let gateway_url = config.gateway_url.clone().unwrap_or(info.url);
-        let resharding = if config.range.is_some() {
-            ReshardMode::Disabled
-        } else {
-            config.resharding
-        };
-        let settings = Settings {
-            token: config.token.clone(),
-            intents: config.intents,
-            template: config.shard_config.clone(),
-            gateway_url,
-            range: config.range.as_ref().map(|(range, _)| range.clone()),
-            restart: config.restart,
-            store: config.session_store.clone(),
-            checkpoint_interval: config.checkpoint_interval,
-            resharding,
-            reshard_history: config.reshard_history,
-            alignment_window: config.alignment_window,
-            drain_timeout: config.drain_timeout,
-            reshard_attempts: config.reshard_attempts,
-            reshard_retry_delay: config.reshard_retry_delay,
-            status_interval: config.status_interval,
-            guild_load_timeout: config.guild_load_timeout,
-            shutdown_grace: config.shutdown_grace,
-        };
+        let gateway_url = config.discovery.gateway_url.clone().unwrap_or(info.url);
+        let subscribers = std::mem::take(&mut config.subscribers);
         let manager = Self {
-            settings,
             rest,
             queue,
             arbiters: Arbiters::new(&config.placement),
-            subscribers: config
-                .subscribers
+            gateway_url,
+            subscribers: subscribers
+                .events
                 .into_iter()
                 .map(|(recipient, filter)| Subscriber { recipient, filter })
                 .collect(),
-            lifecycle: config.lifecycle_subscribers,
-            fleet_subscribers: config.fleet_subscribers,
+            lifecycle: subscribers.lifecycle,
+            fleet_subscribers: subscribers.fleet,
             known: Arc::default(),
             active: Fleet::new(total, ids, &mut sessions),
             next: None,
@@ -328,6 +294,7 @@ impl ShardManager {
             waiters: Vec::new(),
             polling: false,
             stopping: false,
+            config,
         };
         Ok(Actor::start(manager))
     }
@@ -415,7 +382,7 @@ impl ShardManager {
         match role {
             Role::Next => Mode::Staging(VecDeque::new()),
             Role::Active if self.recording() => {
-                Mode::Recording(Recorder::new(self.settings.reshard_history))
+                Mode::Recording(Recorder::new(self.config.resharding.history))
             }
             Role::Active => Mode::Live,
         }
@@ -425,11 +392,11 @@ impl ShardManager {
     fn shard_config(&self, session: Option<Session>) -> ShardConfig {
         let queue: Arc<dyn IdentifyQueue> = Arc::clone(&self.queue) as Arc<dyn IdentifyQueue>;
         let mut config = self
-            .settings
-            .template
+            .config
+            .shard_config
             .clone()
-            .intents(self.settings.intents)
-            .gateway_url(self.settings.gateway_url.clone())
+            .intents(self.config.intents)
+            .gateway_url(self.gateway_url.clone())
             .identify_queue(queue);
         if let Some(presence) = &self.presence {
             config = config.presence(presence.clone());
@@ -461,7 +428,7 @@ impl ShardManager {
             None => Relay::start_in_arbiter(&arbiter, move |_| Relay::new(id, shared, mode, known)),
         };
         let relay_recipient = relay.clone().recipient();
-        let token = self.settings.token.clone();
+        let token = self.config.token.clone();
         let shard = <Shard as Actor>::start_in_arbiter(&arbiter, move |_| {
             Shard::new(token, id, config)
                 .subscribe(relay_recipient, filter)
@@ -536,7 +503,7 @@ impl ShardManager {
 
     /// Saves sessions to the store, if there is one, in the background.
     pub(crate) fn save_sessions(&self, sessions: Vec<SavedSession>, ctx: &mut Context<Self>) {
-        let Some(store) = self.settings.store.clone() else {
+        let Some(store) = self.store() else {
             return;
         };
         if sessions.is_empty() {
@@ -547,6 +514,11 @@ impl ShardManager {
                 log::warn!("saving sessions failed: {error}");
             }
         }));
+    }
+
+    /// The session store, if sessions are kept.
+    pub(crate) fn store(&self) -> Option<Arc<dyn SessionStore>> {
+        self.config.sessions.as_ref().map(|s| Arc::clone(&s.store))
     }
 
     /// Whether the active fleet's relays record (a re-sharding is starting
@@ -561,7 +533,12 @@ impl Actor for ShardManager {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.launch_fleet(Role::Active, ctx);
-        if let Some(interval) = self.settings.checkpoint_interval {
+        if let Some(interval) = self
+            .config
+            .sessions
+            .as_ref()
+            .and_then(|s| s.checkpoint_interval)
+        {
             ctx.run_interval(interval, |manager, ctx| manager.checkpoint(ctx));
         }
     }
@@ -581,7 +558,7 @@ impl Actor for ShardManager {
         }
         // Let the shards' close frames go out before their threads stop.
         let mut arbiters = std::mem::replace(&mut self.arbiters, Arbiters::empty());
-        let grace = self.settings.shutdown_grace;
+        let grace = self.config.supervision.shutdown_grace;
         actix_rt::spawn(async move {
             actix_rt::time::sleep(grace).await;
             arbiters.stop_owned();
@@ -590,45 +567,17 @@ impl Actor for ShardManager {
     }
 }
 
-/// Rejects configurations that cannot work.
-fn validate(config: &ManagerConfig) -> Result<(), ManagerError> {
-    if let Some((ids, total)) = &config.range
-        && (*total == 0 || ids.is_empty() || ids.end > *total)
-    {
-        return Err(ManagerError::InvalidConfig(format!(
-            "shard range {ids:?} of {total} is empty or exceeds the total"
-        )));
-    }
-    if config.shard_count == ShardCount::Fixed(0) {
-        return Err(ManagerError::InvalidConfig(
-            "a fleet needs at least one shard".into(),
-        ));
-    }
-    if let Some(url) = &config.gateway_url {
-        let host = url
-            .strip_prefix("wss://")
-            .or_else(|| url.strip_prefix("ws://"))
-            .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
-        if host.is_none_or(str::is_empty) {
-            return Err(ManagerError::InvalidConfig(format!(
-                "gateway url {url} is not a ws:// or wss:// url"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Fresh sessions from the store; a failing store only costs identifies.
-async fn load_sessions(config: &ManagerConfig) -> Vec<SavedSession> {
-    let Some(store) = &config.session_store else {
+async fn load_sessions(sessions: Option<&SessionConfig>) -> Vec<SavedSession> {
+    let Some(sessions) = sessions else {
         return Vec::new();
     };
-    match store.load().await {
+    match sessions.store.load().await {
         Ok(saved) => {
             let now = SystemTime::now();
             saved
                 .into_iter()
-                .filter(|s| s.age(now) <= config.session_max_age)
+                .filter(|s| s.age(now) <= sessions.max_age)
                 .collect()
         }
         Err(error) => {
@@ -640,15 +589,13 @@ async fn load_sessions(config: &ManagerConfig) -> Vec<SavedSession> {
 
 /// The total and the shard ids this process runs.
 fn shard_layout(
-    config: &ManagerConfig,
+    count: &ShardCount,
     info: &BotConnectionInfo,
     saved: &[SavedSession],
 ) -> (u32, Range<u32>) {
-    if let Some((ids, total)) = &config.range {
-        return (*total, ids.clone());
-    }
-    let total = match config.shard_count {
-        ShardCount::Fixed(total) => total,
+    let total = match count {
+        ShardCount::Range { ids, total } => return (*total, ids.clone()),
+        ShardCount::Fixed(total) => *total,
         ShardCount::Auto => complete_saved_total(saved).unwrap_or(info.shards.max(1)),
     };
     (total, 0..total)
@@ -676,24 +623,23 @@ fn complete_saved_total(saved: &[SavedSession]) -> Option<u32> {
 }
 
 /// The identify concurrency: configured, or from `/gateway/bot`.
-fn max_concurrency(config: &ManagerConfig, info: &BotConnectionInfo) -> u32 {
-    config
+fn max_concurrency(limits: &IdentifyLimits, info: &BotConnectionInfo) -> u32 {
+    limits
         .max_concurrency
         .unwrap_or(u32::from(info.session_start_limit.max_concurrency))
         .max(1)
 }
 
-/// The configured queue, or an in-memory one sized from `/gateway/bot`.
-fn identify_queue(config: &ManagerConfig, info: &BotConnectionInfo) -> Arc<dyn IdentifyQueue> {
-    if let Some(queue) = &config.identify_queue {
-        return Arc::clone(queue);
-    }
+/// An in-memory queue with these limits, sized from `/gateway/bot`.
+fn in_memory_queue(
+    limits: &IdentifyLimits,
+    max_concurrency: u32,
+    info: &BotConnectionInfo,
+) -> Arc<dyn IdentifyQueue> {
     let limit = &info.session_start_limit;
-    let reserve = config
-        .identify_reserve
-        .unwrap_or_else(|| (limit.total / 20).max(1));
+    let reserve = limits.reserve.unwrap_or_else(|| (limit.total / 20).max(1));
     Arc::new(
-        InMemoryIdentifyQueue::with_window(max_concurrency(config, info), config.identify_window)
+        InMemoryIdentifyQueue::with_window(max_concurrency, limits.window)
             .with_session_start_limit(SessionStartLimit {
                 remaining: limit.remaining,
                 reset_after: Duration::from_millis(limit.reset_after),

@@ -16,7 +16,7 @@ impl ShardManager {
             return;
         }
         self.polling = true;
-        ctx.run_later(self.settings.status_interval, |manager, ctx| {
+        ctx.run_later(self.config.supervision.status_interval, |manager, ctx| {
             manager.poll(ctx)
         });
     }
@@ -59,7 +59,7 @@ impl ShardManager {
     /// Turns the collected statuses into progress and readiness.
     pub(crate) fn evaluate(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let timeout = self.settings.guild_load_timeout;
+        let timeout = self.config.supervision.guild_load_timeout;
         for role in [Role::Active, Role::Next] {
             let Some(fleet) = self.fleet_mut(role) else {
                 continue;
@@ -98,7 +98,7 @@ impl ShardManager {
 
     /// Saves every active session to the store.
     pub(crate) fn checkpoint(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping || self.settings.store.is_none() {
+        if self.stopping || self.config.sessions.is_none() {
             return;
         }
         let targets: Vec<_> = self

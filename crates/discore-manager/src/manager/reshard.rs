@@ -81,7 +81,7 @@ impl ShardManager {
         reason: ShardFailureReason,
         ctx: &mut Context<Self>,
     ) {
-        if self.settings.resharding == ReshardMode::Disabled {
+        if self.config.resharding.mode == ReshardMode::Disabled {
             log::error!("shard {shard}: {reason}; re-sharding is not automatic here");
             self.notify(FleetEvent::ReshardingRequired { shard, reason });
             return;
@@ -144,7 +144,7 @@ impl ShardManager {
         }
         log::info!("re-sharding from {from} to {to} shards");
         self.notify(FleetEvent::ReshardingStarted { from, to });
-        match self.settings.resharding {
+        match self.config.resharding.mode {
             ReshardMode::StopTheWorld => self.stop_the_world(to, ctx),
             ReshardMode::ZeroDowntime | ReshardMode::Disabled => self.start_next(to, ctx),
         }
@@ -167,7 +167,7 @@ impl ShardManager {
         if let Some(reshard) = &mut self.reshard {
             reshard.stage = Stage::Starting { to };
         }
-        let capacity = self.settings.reshard_history;
+        let capacity = self.config.resharding.history;
         for slot in self.active.slots.values() {
             if let Some(relay) = &slot.relay {
                 relay.do_send(StartRecording(capacity));
@@ -218,7 +218,7 @@ impl ShardManager {
             return;
         }
         let total = self.active.total;
-        let timeout = self.settings.drain_timeout;
+        let timeout = self.config.resharding.drain_timeout;
         let drains: Vec<(u32, Addr<Relay>, Drain)> = self
             .active
             .slots
@@ -293,7 +293,7 @@ impl ShardManager {
         };
         let from = self.active.total;
         let mut per_shard = distribute(histories, to);
-        let window = self.settings.alignment_window;
+        let window = self.config.resharding.alignment_window;
         for (number, slot) in &next.slots {
             if let Some(relay) = &slot.relay {
                 relay.do_send(Release {
@@ -348,7 +348,7 @@ impl ShardManager {
             return;
         }
         reshard.attempt += 1;
-        let will_retry = reshard.attempt <= self.settings.reshard_attempts;
+        let will_retry = reshard.attempt <= self.config.resharding.attempts;
         reshard.stage = Stage::Waiting;
         log::warn!("re-sharding attempt failed: {error}");
         if let Some(mut next) = self.next.take() {
@@ -369,7 +369,7 @@ impl ShardManager {
             self.reshard = None;
             return;
         }
-        ctx.run_later(self.settings.reshard_retry_delay, |manager, ctx| {
+        ctx.run_later(self.config.resharding.retry_delay, |manager, ctx| {
             if manager
                 .reshard
                 .as_ref()
@@ -382,7 +382,7 @@ impl ShardManager {
 
     /// The sessions of a replaced fleet are of no use any more.
     fn forget_saved(&self, old: &Fleet, ctx: &mut Context<Self>) {
-        let Some(store) = self.settings.store.clone() else {
+        let Some(store) = self.store() else {
             return;
         };
         let shards: Vec<ShardId> = old.slots.values().map(|s| s.id).collect();

@@ -130,7 +130,7 @@ impl ShardManager {
         session: Option<discore_protocol::Session>,
         ctx: &mut Context<Self>,
     ) {
-        let policy = self.settings.restart;
+        let policy = self.config.supervision.restart;
         let number = shard.number();
         let Some(slot) = self.slot_mut(role, number) else {
             return;

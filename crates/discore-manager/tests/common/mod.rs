@@ -5,10 +5,11 @@
 #![allow(dead_code)]
 
 use actix::prelude::*;
-use discore_gateway::{
-    GatewayEvent, Intents, ShardConfig, Token, backoff::Backoff, identify::IdentifyQueue,
+use discore_gateway::{Backoff, GatewayEvent, IdentifyQueue, Intents, ShardConfig, Token};
+use discore_manager::{
+    DiscoveryConfig, FleetEvent, IdentifyConfig, IdentifyLimits, ManagerConfig, Placement,
+    RestartPolicy, SupervisionConfig,
 };
-use discore_manager::{FleetEvent, ManagerConfig, RestartPolicy};
 use discore_mock::{MockConfig, MockServer};
 use discore_protocol::ShardId;
 use std::{
@@ -66,20 +67,36 @@ pub fn shard_config() -> ShardConfig {
 /// A manager configuration pointed at `mock`, with scaled intervals.
 pub fn manager_config(mock: &MockServer) -> ManagerConfig {
     ManagerConfig::new(Token::new("mock-token").expect("valid token"), INTENTS)
-        .rest_url(mock.rest_url())
-        .identify_window(Duration::from_millis(150))
-        .status_interval(Duration::from_millis(20))
+        .discovery(DiscoveryConfig::at(mock.rest_url()))
+        .identify(identify_window(Duration::from_millis(150)))
         .shard_config(shard_config())
-        .arbiters(2)
-        .restart_policy(RestartPolicy {
+        .placement(Placement::Arbiters(2))
+        .supervision(supervision())
+}
+
+/// An in-memory identify queue with this window.
+pub fn identify_window(window: Duration) -> IdentifyConfig {
+    IdentifyConfig::in_memory(IdentifyLimits {
+        window,
+        ..IdentifyLimits::default()
+    })
+}
+
+/// Supervision scaled for tests: statuses every 20 ms, quick restarts.
+pub fn supervision() -> SupervisionConfig {
+    SupervisionConfig {
+        restart: RestartPolicy {
             backoff: Backoff {
                 base: Duration::from_millis(20),
                 cap: Duration::from_millis(100),
             },
             max_restarts: 5,
             window: Duration::from_secs(60),
-        })
-        .shutdown_grace(Duration::from_millis(50))
+        },
+        status_interval: Duration::from_millis(20),
+        shutdown_grace: Duration::from_millis(50),
+        ..SupervisionConfig::default()
+    }
 }
 
 /// One thing the collector received.
@@ -155,7 +172,7 @@ impl Handler<GatewayEvent> for Collector {
     type Result = ();
 
     fn handle(&mut self, event: GatewayEvent, _: &mut Context<Self>) {
-        let (guild, message) = match event.event.typed() {
+        let (guild, message) = match event.typed() {
             Some(DispatchEvent::MessageCreate(m)) => {
                 (m.guild_id.map(|g| g.get()), Some(m.id.get()))
             }
@@ -204,7 +221,7 @@ pub struct PanicFor {
 }
 
 impl IdentifyQueue for PanicFor {
-    fn acquire(&self, shard: ShardId) -> discore_gateway::identify::IdentifyFuture {
+    fn acquire(&self, shard: ShardId) -> discore_gateway::IdentifyFuture {
         let permit = self.inner.acquire(shard);
         let doomed = shard.number() == self.shard;
         Box::pin(async move {

@@ -1,5 +1,5 @@
-//! The payload envelope `{op, d, s, t}` (protocol digest §1), read without
-//! parsing the event data.
+//! The payload envelope `{op, d, s, t}` (`docs/protocol.md`, "Payloads"),
+//! read without parsing the event data.
 
 mod data;
 mod scan;
@@ -132,11 +132,12 @@ impl EnvelopeError {
 
 impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.malformed {
-            write!(f, "malformed gateway payload: {}", self.error)
+        // The serde error is the source: printed with `ErrorChain`.
+        f.write_str(if self.malformed {
+            "malformed gateway payload"
         } else {
-            write!(f, "gateway payload data of another shape: {}", self.error)
-        }
+            "gateway payload data of another shape"
+        })
     }
 }
 
