@@ -325,7 +325,10 @@ mod tests {
                 .map(|m| m.value["n"].as_u64().unwrap_or_default())
                 .collect()
         };
-        assert_eq!(ids(store.channel_messages(7, None, None, 50)), [10, 8, 6, 4, 2]);
+        assert_eq!(
+            ids(store.channel_messages(7, None, None, 50)),
+            [10, 8, 6, 4, 2]
+        );
         assert_eq!(ids(store.channel_messages(7, Some(6), None, 50)), [4, 2]);
         assert_eq!(ids(store.channel_messages(7, None, Some(2), 2)), [6, 4]);
         assert!(store.message(8, 2).is_none());
