@@ -58,6 +58,7 @@ pub(super) enum Exit {
     Drop,
 }
 
+/// One gateway connection, owned by its task.
 pub(super) struct Connection {
     pub(super) shared: Arc<Shared>,
     pub(super) id: ConnectionId,
