@@ -54,11 +54,11 @@ pub use twilight_model as model;
 
 // One shard.
 pub use discore_gateway::{
-    Backoff, Command, CommandError, Compression, DISCORD_GATEWAY_URL, Dispatch, DispatchEvent,
-    EncodedCommand, EventFilter, EventType, ExitCause, GatewayEvent, GetShardStatus, Latency,
-    Lifecycle, RawDispatch, RawReason, RequestGuildMembers, SendCommand, Shard, ShardConfig,
-    ShardExited, ShardLifecycle, ShardStartError, ShardState, ShardStatus, Shutdown, StopMode,
-    Subscribe, SubscribeLifecycle, Unsubscribe, tls_with_roots,
+    Backoff, Bytes, Command, CommandError, Compression, DISCORD_GATEWAY_URL, Dispatch,
+    DispatchEvent, EncodedCommand, EventFilter, EventType, ExitCause, GatewayEvent, GetShardStatus,
+    Latency, Lifecycle, RawDispatch, RawReason, RequestGuildMembers, SendCommand, Shard,
+    ShardConfig, ShardExited, ShardLifecycle, ShardStartError, ShardState, ShardStatus, Shutdown,
+    StopMode, Subscribe, SubscribeLifecycle, Unsubscribe, tls_with_roots,
 };
 pub use discore_protocol::{
     ErrorChain, Intents, InvalidToken, Session, ShardFailureReason, ShardId, Token,
