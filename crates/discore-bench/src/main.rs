@@ -171,6 +171,7 @@ struct Settings {
     fleet_arbiters: usize,
     idle_shards: u32,
     idle_warmup: u32,
+    memory_runs: usize,
     idle_heartbeat: Duration,
     cold_shards: u32,
     cold_concurrency: u32,
@@ -201,6 +202,7 @@ impl Settings {
             fleet_arbiters: 2,
             idle_shards: cli.idle_shards.unwrap_or(pick(smoke, 1000, 20)),
             idle_warmup: pick(smoke, 20, 5),
+            memory_runs: cli.runs.unwrap_or(pick(smoke, 3, 1)),
             idle_heartbeat: Duration::from_millis(pick(smoke, 1000, 200)),
             cold_shards: pick(smoke, 128, 8),
             cold_concurrency: pick(smoke, 16, 4),
@@ -521,56 +523,80 @@ async fn idle_memory(settings: &Settings) -> anyhow::Result<Section> {
         ),
         &[
             "compression",
+            "started",
             "discore",
             "twilight-gateway",
             "discore / twilight",
             "still connected",
         ],
     );
-    for codec in [Codec::None, Codec::Zlib] {
-        let mut cells = Vec::new();
-        let mut connected = Vec::new();
-        let mut values = Vec::new();
-        for lib in [Lib::Discore, Lib::Twilight] {
-            if !settings.libs.has(lib) || (lib == Lib::Twilight && !twilight_side::supports(codec))
-            {
-                cells.push("n/a".to_owned());
-                values.push(None);
-                continue;
+    let starts = [
+        ("together, from before the first", memory::Start::Together),
+        (
+            "in batches of 50, after warm-up",
+            memory::Start::Batched {
+                warmup: settings.idle_warmup,
+                batch: 50,
+            },
+        ),
+    ];
+    for (start_label, start) in starts {
+        for codec in [Codec::None, Codec::Zlib] {
+            let mut best: [Option<f64>; 2] = [None, None];
+            let mut connected = Vec::new();
+            // Interleaved: discore, twilight, discore, twilight, …; the
+            // least growth of each counts.
+            for _ in 0..settings.memory_runs {
+                for (slot, lib) in [Lib::Discore, Lib::Twilight].into_iter().enumerate() {
+                    if !settings.libs.has(lib)
+                        || (lib == Lib::Twilight && !twilight_side::supports(codec))
+                    {
+                        continue;
+                    }
+                    progress(&format!(
+                        "idle memory, {}, {}, {start_label}",
+                        lib.name(),
+                        codec.label()
+                    ));
+                    let idle = memory::measure(
+                        &mut emulator,
+                        lib,
+                        codec,
+                        settings.idle_shards,
+                        start,
+                        settle,
+                    )
+                    .await?;
+                    let kib = idle.per_shard_kib;
+                    best[slot] = Some(best[slot].map_or(kib, |b: f64| b.min(kib)));
+                    connected.push(format!("{}: {}", lib.name(), idle.connected));
+                }
             }
-            progress(&format!("idle memory, {}, {}", lib.name(), codec.label()));
-            let idle = memory::measure(
-                &mut emulator,
-                lib,
-                codec,
-                settings.idle_shards,
-                settings.idle_warmup,
-                settle,
-            )
-            .await?;
-            cells.push(format!("{:.1} KiB", idle.per_shard_kib));
-            values.push(Some(idle.per_shard_kib));
-            connected.push(format!("{}: {}", lib.name(), idle.connected));
+            let cell =
+                |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.1} KiB"));
+            let ratio = match (best[0], best[1]) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{a:.1}/{b:.1} = {}", percent(a / b)),
+                _ => "n/a".to_owned(),
+            };
+            let twilight_cell = if codec == Codec::None && cfg!(feature = "twilight-zlib") {
+                format!("{} (zlib build: decompressor allocated)", cell(best[1]))
+            } else {
+                cell(best[1])
+            };
+            connected.dedup();
+            table.row(vec![
+                codec.label().to_owned(),
+                start_label.to_owned(),
+                cell(best[0]),
+                twilight_cell,
+                ratio,
+                connected.join(", "),
+            ]);
         }
-        let ratio = match (values[0], values[1]) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{a:.0}/{b:.0} = {}", percent(a / b)),
-            _ => "n/a".to_owned(),
-        };
-        let twilight_cell = if codec == Codec::None && cfg!(feature = "twilight-zlib") {
-            format!("{} (zlib build: decompressor allocated)", cells[1])
-        } else {
-            cells[1].clone()
-        };
-        table.row(vec![
-            codec.label().to_owned(),
-            cells[0].clone(),
-            twilight_cell,
-            ratio,
-            connected.join(", "),
-        ]);
     }
     table.note(format!(
-        "Each measurement is a fresh process; {} warm-up shards first, then the growth over the rest after {} ms of idling (heartbeat interval {} ms). Target: discore ≤ twilight-gateway, with and without compression.",
+        "Each measurement is a fresh process, least of {} interleaved runs (discore, twilight, discore, …). \"Together\": every shard started at once, VmRSS read before the first; \"batches\": {} warm-up shards first, then the growth over the rest started 50 at a time. Read after {} ms of idling (heartbeat interval {} ms). Target: discore ≤ twilight-gateway, with and without compression.",
+        settings.memory_runs,
         settings.idle_warmup,
         settle.as_millis(),
         settings.idle_heartbeat.as_millis()
