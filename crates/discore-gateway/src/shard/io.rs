@@ -122,15 +122,17 @@ impl Shard {
         if let Some(task) = self.connect_task.take() {
             ctx.cancel_future(task);
         }
+        // Every attempt, an immediate one too: a log filtered by shard shows
+        // how the backoff grows.
+        let attempt = self.machine.consecutive_failures() + 1;
+        log::debug!(
+            shard = self.id.number(), total = self.id.total(), attempt,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            "shard {}: connection attempt {attempt} in {delay:?}", self.id
+        );
         if delay.is_zero() {
             self.open_connection(target, ctx);
         } else {
-            log::debug!(
-                shard = self.id.number(), total = self.id.total(),
-                attempt = self.machine.consecutive_failures() + 1,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                "shard {}: reconnecting in {delay:?}", self.id
-            );
             let task = ctx.run_later(delay, move |shard, ctx| {
                 shard.connect_task = None;
                 shard.open_connection(target, ctx);
