@@ -45,6 +45,7 @@ mod bus;
 mod error;
 mod identify;
 mod lease;
+mod namespace;
 mod node;
 mod redis_conn;
 mod session_store;

@@ -1,7 +1,7 @@
 //! The gateway fleet both multi-process tests run: 24 shards over three
 //! processes sharing Redis leases, and the checks they make.
 
-use super::{Process, REDIS_URL};
+use super::Process;
 use discore_cluster::{ClusterRedis, ClusterShardReport, cluster_status};
 use discore_mock::{MockServer, Observed};
 use std::collections::BTreeMap;
@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 pub const TOTAL: u32 = 24;
 pub const LEASE_TTL_MS: u64 = 1000;
 
-pub fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
+pub fn gateway(name: &str, redis: &str, namespace: &str, mock: &MockServer) -> Process {
     Process::start(
         name,
         "gateway",
         &[
-            ("redis", REDIS_URL.to_owned()),
+            ("redis", redis.to_owned()),
             ("namespace", namespace.to_owned()),
             ("rest", mock.rest_url()),
             ("total", TOTAL.to_string()),
