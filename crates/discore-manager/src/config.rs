@@ -33,6 +33,15 @@ pub enum ShardCount {
         /// The bot's total shard count.
         total: u32,
     },
+    /// No shard at start, out of `total`: shards join and leave at run time
+    /// with [`AdoptShard`](crate::AdoptShard) and
+    /// [`ReleaseShard`](crate::ReleaseShard) (a cluster node that follows
+    /// its leases). Part of a bot, like [`ShardCount::Range`], so it needs
+    /// [`ReshardMode::Disabled`].
+    Adopted {
+        /// The bot's total shard count.
+        total: u32,
+    },
 }
 
 impl ShardCount {
@@ -40,6 +49,7 @@ impl ShardCount {
     pub(crate) fn range(&self) -> Option<(Range<u32>, u32)> {
         match self {
             Self::Range { ids, total } => Some((ids.clone(), *total)),
+            Self::Adopted { total } => Some((0..0, *total)),
             Self::Auto | Self::Fixed(_) => None,
         }
     }
@@ -470,7 +480,18 @@ impl ManagerConfig {
     /// Rejects a configuration that cannot work.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         match &self.shard_count {
-            ShardCount::Fixed(0) => return Err(ConfigError::NoShards),
+            ShardCount::Fixed(0) | ShardCount::Adopted { total: 0 } => {
+                return Err(ConfigError::NoShards);
+            }
+            ShardCount::Adopted { total } => {
+                if self.resharding.mode != ReshardMode::Disabled {
+                    return Err(ConfigError::RangeReshards {
+                        ids: 0..0,
+                        total: *total,
+                        mode: self.resharding.mode,
+                    });
+                }
+            }
             ShardCount::Range { ids, total } => {
                 if *total == 0 || ids.is_empty() || ids.end > *total {
                     return Err(ConfigError::RangeOutsideTotal {
