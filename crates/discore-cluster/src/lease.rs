@@ -161,6 +161,11 @@ impl LeaseClient {
         }
     }
 
+    /// The lease TTL.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The check a write for resource `id` under `token` must pass.
     pub(crate) fn fence(&self, id: u32, token: u64) -> Fence {
         Fence {

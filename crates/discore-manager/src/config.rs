@@ -458,6 +458,28 @@ impl ManagerConfig {
         self
     }
 
+    /// The bot's token, for a caller that builds on this configuration (a
+    /// cluster node asks `GET /gateway/bot` once for all its shards).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// Where the gateway is discovered.
+    pub fn discovery_settings(&self) -> &DiscoveryConfig {
+        &self.discovery
+    }
+
+    /// The identify queue and its order (a cluster node builds its shared
+    /// queue with these limits).
+    pub fn identify_settings(&self) -> &IdentifyConfig {
+        &self.identify
+    }
+
+    /// The session settings, if sessions are kept.
+    pub fn session_settings(&self) -> Option<&SessionConfig> {
+        self.sessions.as_ref()
+    }
+
     /// The configuration with every "counts as" of the documentation
     /// applied, so the manager uses the values as they are.
     pub(crate) fn normalized(mut self) -> Self {
