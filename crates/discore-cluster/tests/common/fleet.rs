@@ -10,23 +10,32 @@ pub const TOTAL: u32 = 24;
 pub const LEASE_TTL_MS: u64 = 1000;
 
 pub fn gateway(name: &str, redis: &str, namespace: &str, mock: &MockServer) -> Process {
-    Process::start(
-        name,
-        "gateway",
-        &[
-            ("redis", redis.to_owned()),
-            ("namespace", namespace.to_owned()),
-            ("rest", mock.rest_url()),
-            ("total", TOTAL.to_string()),
-            ("node-id", name.to_owned()),
-            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
-            ("checkpoint-ms", "50".to_owned()),
-            ("status-ms", "100".to_owned()),
-            ("identify-window-ms", "250".to_owned()),
-            ("max-concurrency", "4".to_owned()),
-            ("arbiters", "1".to_owned()),
-        ],
-    )
+    gateway_with(name, redis, namespace, mock, &[])
+}
+
+/// A gateway process with more flags (`range`, `nats`).
+pub fn gateway_with(
+    name: &str,
+    redis: &str,
+    namespace: &str,
+    mock: &MockServer,
+    extra: &[(&str, String)],
+) -> Process {
+    let mut args: Vec<(&str, String)> = extra.to_vec();
+    args.extend([
+        ("redis", redis.to_owned()),
+        ("namespace", namespace.to_owned()),
+        ("rest", mock.rest_url()),
+        ("total", TOTAL.to_string()),
+        ("node-id", name.to_owned()),
+        ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+        ("checkpoint-ms", "50".to_owned()),
+        ("status-ms", "100".to_owned()),
+        ("identify-window-ms", "250".to_owned()),
+        ("max-concurrency", "4".to_owned()),
+        ("arbiters", "1".to_owned()),
+    ]);
+    Process::start(name, "gateway", &args)
 }
 
 /// Every shard live exactly once on the emulator.
