@@ -70,12 +70,13 @@ pub use discore_protocol::{
 
 // A fleet.
 pub use discore_manager::{
-    CommandTarget, ConfigError, DiscoveryConfig, FleetEvent, FleetProgress, FleetStatus, FleetStop,
-    GetFleetStatus, IdentifyConfig, IdentifyLimits, IdentifyQueueChoice, ManagerConfig,
-    ManagerError, Placement, Reshard, ReshardConfig, ReshardMode, ReshardRefusal, ReshardingStatus,
-    RestartPolicy, RouteError, SendCommandTo, SessionConfig, ShardCount, ShardFailure,
-    ShardManager, ShardReport, ShardRunState, ShutdownFleet, ShutdownReport, SubscribeFleet,
-    SupervisionConfig, WaitUntilReady,
+    AdoptRefusal, AdoptShard, Adopted, CommandTarget, ConfigError, DiscoveryConfig, FleetEvent,
+    FleetProgress, FleetStatus, FleetStop, GetFleetStatus, IdentifyConfig, IdentifyLimits,
+    IdentifyQueueChoice, ManagerConfig, ManagerError, Placement, ReleaseShard, Released, Reshard,
+    ReshardConfig, ReshardMode, ReshardRefusal, ReshardingStatus, RestartPolicy, RouteError,
+    SendCommandTo, SessionConfig, ShardCount, ShardFailure, ShardManager, ShardReport,
+    ShardRunState, ShutdownFleet, ShutdownReport, SubscribeFleet, SupervisionConfig,
+    WaitUntilReady,
 };
 
 pub use discore_manager::session_store;
