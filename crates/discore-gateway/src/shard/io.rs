@@ -52,7 +52,11 @@ impl Shard {
                     sequence,
                 } => match commands::resume(&self.token, &session_id, sequence) {
                     Ok(frame) => {
-                        log::debug!("shard {}: resuming at sequence {sequence}", self.id);
+                        log::debug!(
+                            shard = self.id.number(), total = self.id.total(),
+                            session = session_id.as_str(), sequence;
+                            "shard {}: resuming at sequence {sequence}", self.id
+                        );
                         self.send_control(frame);
                     }
                     Err(error) => {
@@ -79,8 +83,8 @@ impl Shard {
         let attempts = self.machine.consecutive_failures();
         if self.start_waiter.is_some() && attempts >= self.config.start_attempts {
             log::error!(
-                "shard {}: gateway unreachable after {attempts} attempts",
-                self.id
+                shard = self.id.number(), total = self.id.total(), attempt = attempts;
+                "shard {}: gateway unreachable after {attempts} attempts", self.id
             );
             self.resolve_start(Err(ShardStartError::Unreachable { attempts }));
             ctx.stop();
@@ -119,10 +123,17 @@ impl Shard {
         if let Some(task) = self.connect_task.take() {
             ctx.cancel_future(task);
         }
+        // Every attempt, an immediate one too: a log filtered by shard shows
+        // how the backoff grows.
+        let attempt = self.machine.consecutive_failures() + 1;
+        log::debug!(
+            shard = self.id.number(), total = self.id.total(), attempt,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            "shard {}: connection attempt {attempt} in {delay:?}", self.id
+        );
         if delay.is_zero() {
             self.open_connection(target, ctx);
         } else {
-            log::debug!("shard {}: reconnecting in {delay:?}", self.id);
             let task = ctx.run_later(delay, move |shard, ctx| {
                 shard.connect_task = None;
                 shard.open_connection(target, ctx);
@@ -178,7 +189,11 @@ impl Shard {
                 return;
             }
         };
-        log::debug!("shard {}: connecting to {url}", self.id);
+        log::debug!(
+            shard = self.id.number(), total = self.id.total(),
+            attempt = self.machine.consecutive_failures() + 1, url = url.as_str();
+            "shard {}: connecting to {url}", self.id
+        );
         let connect = transport::connect(
             url,
             tls,
@@ -190,7 +205,11 @@ impl Shard {
             match result {
                 Ok((connection, frames)) => shard.on_connected(connection, frames, ctx),
                 Err(error) => {
-                    log::warn!("shard {}: connection failed: {}", shard.id, error.0);
+                    log::warn!(
+                        shard = shard.id.number(), total = shard.id.total(),
+                        attempt = shard.machine.consecutive_failures() + 1;
+                        "shard {}: connection failed: {}", shard.id, error.0
+                    );
                     shard.machine.on_connect_failed();
                     shard.run_actions(ctx);
                 }
@@ -266,7 +285,10 @@ impl Shard {
 
     /// Something unusable arrived: reconnect (and resume) on a fresh connection.
     fn protocol_error(&mut self, reason: &str, new_session: bool, ctx: &mut Context<Self>) {
-        log::warn!("shard {}: {reason}; reconnecting", self.id);
+        log::warn!(
+            shard = self.id.number(), total = self.id.total(), new_session;
+            "shard {}: {reason}; reconnecting", self.id
+        );
         self.machine.on_protocol_error(new_session);
         self.run_actions(ctx);
     }
@@ -305,7 +327,7 @@ impl Shard {
         };
         match identify.encode() {
             Ok(frame) => {
-                log::debug!("shard {}: identifying", self.id);
+                log::debug!(shard = self.id.number(), total = self.id.total(); "shard {}: identifying", self.id);
                 self.stats.identifies += 1;
                 self.send_control(frame);
             }
@@ -433,14 +455,17 @@ impl Shard {
             OpCode::Heartbeat => self.machine.on_heartbeat_request(now),
             OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(now),
             OpCode::Reconnect => {
-                log::info!("shard {}: the gateway asked to reconnect", self.id);
+                log::info!(
+                    shard = self.id.number(), total = self.id.total();
+                    "shard {}: the gateway asked to reconnect", self.id
+                );
                 self.machine.on_reconnect_request();
             }
             OpCode::InvalidSession => {
                 let resumable = envelope.data_as::<bool>().unwrap_or(false);
                 log::info!(
-                    "shard {}: invalid session (resumable: {resumable})",
-                    self.id
+                    shard = self.id.number(), total = self.id.total(), resumable;
+                    "shard {}: invalid session (resumable: {resumable})", self.id
                 );
                 self.machine.on_invalid_session(resumable);
             }
