@@ -131,9 +131,11 @@ async fn probe_async(args: ProbeArgs) -> anyhow::Result<()> {
         keep(start(next, to).await?);
         next = to;
     }
+    let cpu = crate::stats::cpu_time();
     actix_rt::time::sleep(Duration::from_millis(args.settle_ms)).await;
+    let cpu = crate::stats::cpu_time().saturating_sub(cpu);
     let after = rss_kib()?;
-    println!("ok {before} {after}");
+    println!("ok {before} {after} {}", cpu.as_micros());
     let mut stdin = read_lines(std::io::stdin());
     let _ = actix_rt::time::timeout(Duration::from_secs(120), stdin.recv()).await;
     drop((discore, twilight));
@@ -166,6 +168,9 @@ pub struct Idle {
     pub per_shard_kib: f64,
     /// Connections the emulator counted open at the end.
     pub connected: usize,
+    /// The probe's CPU time while every shard idled (heartbeats, their
+    /// ACKs and the timers).
+    pub idle_cpu: Duration,
 }
 
 /// Runs one probe process against `emulator`.
@@ -223,13 +228,14 @@ pub async fn measure(
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    let [before, after] = numbers[..] else {
+    let [before, after, cpu_micros] = numbers[..] else {
         bail!("probe: {line}");
     };
     let measured = shards.saturating_sub(warmup.min(shards.saturating_sub(1)));
     Ok(Idle {
         per_shard_kib: after.saturating_sub(before) as f64 / f64::from(measured.max(1)),
         connected,
+        idle_cpu: Duration::from_micros(cpu_micros),
     })
 }
 
