@@ -5,6 +5,7 @@
 //! on (`writer.rs`).
 
 mod handshake;
+mod outbox;
 mod reader;
 mod writer;
 
@@ -18,7 +19,6 @@ use std::{
     sync::{Arc, OnceLock},
     time::Duration,
 };
-use tokio::sync::mpsc;
 
 /// The frames read from a connection.
 pub(crate) type FrameStream = Box<dyn Stream<Item = Result<Frame, ProtocolError>> + Unpin>;
@@ -89,7 +89,7 @@ pub(crate) struct ConnectError(pub(crate) String);
 /// The sending half of an open connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    writer: mpsc::UnboundedSender<Message>,
+    writer: outbox::OutboxSender,
 }
 
 impl Connection {
@@ -127,7 +127,7 @@ pub(crate) async fn connect(
         .map_err(|_| ConnectError(format!("no connection within {timeout:?}")))??;
     let codec = Codec::new().client_mode().max_size(max_frame_size);
     let (read, write) = tokio::io::split(socket);
-    let (sender, outbox) = mpsc::unbounded_channel::<Message>();
+    let (sender, outbox) = outbox::outbox();
     actix_rt::spawn(writer::run(write, codec.clone(), outbox, timeout));
     let frames = reader::FrameReader::new(read, codec, rest);
     Ok((Connection { writer: sender }, Box::new(frames)))

@@ -1,10 +1,11 @@
 //! The writer task of one connection.
 
+use super::outbox::OutboxReceiver;
 use actix_codec::{AsyncWrite, Encoder as _};
 use actix_http::ws::{Codec, Message};
 use bytes::BytesMut;
 use std::time::Duration;
-use tokio::{io::AsyncWriteExt as _, sync::mpsc};
+use tokio::io::AsyncWriteExt as _;
 
 /// A frame buffer grown past this by a large command is let go after the
 /// write, so an idle connection keeps a small one.
@@ -16,7 +17,7 @@ const KEPT_CAPACITY: usize = 1024;
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut codec: Codec,
-    mut outbox: mpsc::UnboundedReceiver<Message>,
+    mut outbox: OutboxReceiver,
     timeout: Duration,
 ) {
     let mut buffer = BytesMut::new();
@@ -44,26 +45,23 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use super::run;
+    use super::{super::outbox::outbox, run};
     use actix_codec::Decoder as _;
     use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
     use bytes::BytesMut;
     use std::time::Duration;
-    use tokio::sync::mpsc;
 
     #[actix_rt::test]
     async fn writes_masked_frames_in_order_and_stops_after_close() {
-        let (sender, outbox) = mpsc::unbounded_channel();
-        sender.send(Message::Text("one".into())).expect("open");
-        sender.send(Message::Text("two".into())).expect("open");
+        let (sender, outbox) = outbox();
+        assert!(sender.send(Message::Text("one".into())));
+        assert!(sender.send(Message::Text("two".into())));
         let reason = CloseReason {
             code: CloseCode::from(4000),
             description: None,
         };
-        sender.send(Message::Close(Some(reason))).expect("open");
-        sender
-            .send(Message::Text("after close".into()))
-            .expect("open");
+        assert!(sender.send(Message::Close(Some(reason))));
+        assert!(sender.send(Message::Text("after close".into())));
         let mut wire = Vec::new();
         run(
             &mut wire,
