@@ -26,8 +26,9 @@ pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Socket for T {}
 
-/// The first read of the response; Discord's and the emulator's fit in it.
-const FIRST_READ: usize = 1024;
+/// The first read of the response; the emulator's fits in it, a longer
+/// one (Discord's carries a few more headers) grows the buffer once.
+const FIRST_READ: usize = 512;
 /// The largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// The most response headers read.

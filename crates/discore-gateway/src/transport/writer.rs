@@ -7,10 +7,6 @@ use bytes::BytesMut;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 
-/// A frame buffer grown past this by a large command is let go after the
-/// write, so an idle connection keeps a small one.
-const KEPT_CAPACITY: usize = 1024;
-
 /// Encodes and writes every queued message, in order, until a close frame
 /// is written, a write fails or takes longer than `timeout`, or the sending
 /// side is dropped; then shuts the socket down.
@@ -20,10 +16,11 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut outbox: OutboxReceiver,
     timeout: Duration,
 ) {
-    let mut buffer = BytesMut::new();
     while let Some(message) = outbox.recv().await {
         let closing = matches!(message, Message::Close(_));
-        buffer.clear();
+        // A buffer per frame: an idle connection keeps none between its
+        // heartbeats, ~41 s apart.
+        let mut buffer = BytesMut::new();
         if let Err(error) = codec.encode(message, &mut buffer) {
             log::warn!("websocket frame not encoded: {error}");
             break;
@@ -33,9 +30,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             io.flush().await
         })
         .await;
-        if buffer.capacity() > KEPT_CAPACITY {
-            buffer = BytesMut::new();
-        }
         if closing || !matches!(written, Ok(Ok(()))) {
             break;
         }
