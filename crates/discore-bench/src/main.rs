@@ -363,37 +363,39 @@ async fn single_shard(
     for codec in codecs {
         progress(&format!("capturing the {} flood", codec.label()));
         let capture = capture::capture(&mut emulator, codec, settings.events, guilds).await?;
-        progress(&format!("tight-loop limit, {}", codec.label()));
-        let limit = limit::best(&capture, settings.runs, limit::Parser::TwilightModel)?;
-        let own_limit = limit::best(&capture, settings.runs, limit::Parser::Discore)?;
-        let mut discore = None;
-        let mut unsubscribed = None;
-        let mut twilight = None;
-        if parts.clients && settings.codecs.contains(&codec) {
-            if settings.libs.has(Lib::Discore) {
-                progress(&format!("discore, {}", codec.label()));
-                discore = Some(
-                    discore_side::throughput(&mut emulator, codec, settings.events, settings.runs)
-                        .await?,
+        // Interleaved rounds: the limits, discore, twilight-gateway, then
+        // again; the best of each counts.
+        let mut limits = Vec::new();
+        let mut own_limits = Vec::new();
+        let mut discores = Vec::new();
+        let mut unsubscribeds = Vec::new();
+        let mut twilights = Vec::new();
+        let clients = parts.clients && settings.codecs.contains(&codec);
+        for round in 1..=settings.runs.max(1) {
+            progress(&format!("{}, round {round}", codec.label()));
+            limits.push(limit::best(&capture, 1, limit::Parser::TwilightModel)?);
+            own_limits.push(limit::best(&capture, 1, limit::Parser::Discore)?);
+            if clients && settings.libs.has(Lib::Discore) {
+                discores.push(
+                    discore_side::throughput(&mut emulator, codec, settings.events, 1).await?,
                 );
-                unsubscribed = Some(
-                    discore_side::unsubscribed_throughput(
-                        &mut emulator,
-                        codec,
-                        settings.events,
-                        settings.runs,
-                    )
-                    .await?,
+                unsubscribeds.push(
+                    discore_side::unsubscribed_throughput(&mut emulator, codec, settings.events, 1)
+                        .await?,
                 );
             }
-            if settings.libs.has(Lib::Twilight) && twilight_side::supports(codec) {
-                progress(&format!("twilight-gateway, {}", codec.label()));
-                twilight = Some(
-                    twilight_side::throughput(&mut emulator, codec, settings.events, settings.runs)
-                        .await?,
+            if clients && settings.libs.has(Lib::Twilight) && twilight_side::supports(codec) {
+                twilights.push(
+                    twilight_side::throughput(&mut emulator, codec, settings.events, 1).await?,
                 );
             }
         }
+        let best = |runs: &[Throughput]| (!runs.is_empty()).then(|| Throughput::best(runs));
+        let limit = Throughput::best(&limits);
+        let own_limit = Throughput::best(&own_limits);
+        let discore = best(&discores);
+        let unsubscribed = best(&unsubscribeds);
+        let twilight = best(&twilights);
         if settings.codecs.contains(&codec) {
             let rate =
                 |v: Option<Throughput>| v.map_or_else(|| "n/a".to_owned(), |v| thousands(v.rate));
