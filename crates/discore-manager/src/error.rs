@@ -34,9 +34,36 @@ pub enum ManagerError {
         /// Why.
         failure: ShardFailure,
     },
+    /// An [`AdoptShard`](crate::AdoptShard) request this manager cannot
+    /// carry out.
+    #[error("cannot adopt shard {shard}: {refusal}")]
+    AdoptRefused {
+        /// The shard.
+        shard: ShardId,
+        /// Why.
+        refusal: AdoptRefusal,
+    },
     /// The manager was shut down.
     #[error("the manager has stopped: start a new ShardManager to go on")]
     Stopped,
+}
+
+/// Why an [`AdoptShard`](crate::AdoptShard) request was refused.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdoptRefusal {
+    /// The shard's total is not the serving fleet's.
+    #[error("the fleet has {fleet} shards in all")]
+    OtherTotal {
+        /// The serving fleet's total.
+        fleet: u32,
+    },
+    /// The manager is re-sharding by itself; its fleets are its own.
+    #[error("the manager is re-sharding")]
+    Resharding,
+    /// A release of the shard is under way; adopt it once that answered.
+    #[error("it is being released")]
+    Releasing,
 }
 
 /// Why a [`ManagerConfig`](crate::ManagerConfig) cannot work.
@@ -116,7 +143,8 @@ pub enum RouteError {
     NotOwned {
         /// The shard the command was for.
         shard: u32,
-        /// The shard ids this manager runs.
+        /// The shard ids this manager runs: from the lowest to the highest
+        /// (adopted shards may leave gaps).
         owned: Range<u32>,
     },
     /// The shard is restarting or has failed.

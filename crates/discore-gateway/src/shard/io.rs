@@ -15,6 +15,7 @@ use actix::{
     WrapFuture as _,
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
+use bytes::Bytes;
 use discore_protocol::{
     Envelope, EnvelopeError, ErrorChain, OpCode, PayloadData, commands,
     inbound::{Hello, ReadySession},
@@ -370,7 +371,7 @@ impl Shard {
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match frame {
-            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_message(&bytes, ctx),
+            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_message(bytes, ctx),
             Frame::Continuation(item) => self.on_continuation(item, ctx),
             Frame::Ping(payload) => {
                 if let Some(connection) = &self.connection {
@@ -405,21 +406,26 @@ impl Shard {
             return;
         }
         buffer.extend_from_slice(&bytes);
-        if last && let Some(message) = self.fragments.take() {
-            self.on_message(&message, ctx);
+        if last && let Some(mut message) = self.fragments.take() {
+            // Dispatches keep slices of it: no spare room with them.
+            message.shrink_to_fit();
+            self.on_message(Bytes::from(message), ctx);
         }
     }
 
-    fn on_message(&mut self, message: &[u8], ctx: &mut Context<Self>) {
+    fn on_message(&mut self, message: Bytes, ctx: &mut Context<Self>) {
         self.stats.inbound_bytes += message.len() as u64;
         let Some(mut inflater) = self.inflater.take() else {
             return;
         };
         let generation = self.generation;
-        match inflater.push(message) {
+        match inflater.push_shared(message) {
             Ok(Some(payload)) => {
                 self.stats.inflated_bytes += payload.len() as u64;
-                self.on_payload(payload, ctx);
+                self.on_payload(&payload, ctx);
+                // Unless a delivered event kept a slice of it, the buffer
+                // serves the next message.
+                inflater.reclaim(payload);
             }
             Ok(None) => {}
             Err(error) => self.protocol_error(&ErrorChain(&error).to_string(), false, ctx),
@@ -431,7 +437,7 @@ impl Shard {
         }
     }
 
-    fn on_payload(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+    fn on_payload(&mut self, payload: &Bytes, ctx: &mut Context<Self>) {
         let Ok(text) = std::str::from_utf8(payload) else {
             self.protocol_error("payload is not UTF-8", false, ctx);
             return;
@@ -445,7 +451,7 @@ impl Shard {
         };
         let now = Instant::now();
         match envelope.op {
-            OpCode::Dispatch => self.on_dispatch(&envelope, ctx),
+            OpCode::Dispatch => self.on_dispatch(&envelope, payload, ctx),
             OpCode::Heartbeat => self.machine.on_heartbeat_request(now),
             OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(now),
             OpCode::Reconnect => {
@@ -482,7 +488,9 @@ impl Shard {
         self.run_actions(ctx);
     }
 
-    fn on_dispatch(&mut self, envelope: &Envelope<'_>, ctx: &mut Context<Self>) {
+    /// `payload` is the frame `envelope` was read from: the delivered
+    /// events share slices of it.
+    fn on_dispatch(&mut self, envelope: &Envelope<'_>, payload: &Bytes, ctx: &mut Context<Self>) {
         let name = envelope.event_name.as_deref().unwrap_or_default();
         let Some(sequence) = envelope.sequence else {
             self.protocol_error(&format!("dispatch {name} without a sequence"), false, ctx);
@@ -518,7 +526,7 @@ impl Shard {
         // number counts: a payload that turns out to be malformed is asked
         // for again by resuming from the sequence before it.
         let kind = EventType::try_from(name).ok();
-        let event = match self.parse_for_subscribers(name, kind, envelope.data) {
+        let event = match self.parse_for_subscribers(name, kind, envelope.data, payload) {
             Ok(event) => event,
             Err(error) => {
                 let error = ErrorChain(&error);
@@ -540,26 +548,34 @@ impl Shard {
             }
         }
         log::trace!("shard {}: {name} #{sequence}", self.id);
-        if let Some(event) = event {
-            self.deliver(kind, sequence, &event);
+        if let Some((event, data)) = event {
+            self.deliver(kind, sequence, &event, &data);
         }
     }
 
-    /// The typed event, if any subscriber wants it; nothing is parsed for
-    /// an event nobody wants.
+    /// The typed event and its data as received, if any subscriber wants
+    /// it; nothing is parsed for an event nobody wants.
     fn parse_for_subscribers(
         &self,
         name: &str,
         kind: Option<EventType>,
         data: Option<PayloadData<'_>>,
-    ) -> Result<Option<Arc<Dispatch>>, EnvelopeError> {
+        payload: &Bytes,
+    ) -> Result<Option<(Arc<Dispatch>, Bytes)>, EnvelopeError> {
         if !self.subscribers.iter().any(|s| s.filter.wants(kind)) {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Dispatch::from_data(name, kind, data)?)))
+        let (dispatch, text) = Dispatch::from_data_exact(name, kind, data)?;
+        Ok(Some((Arc::new(dispatch), share(payload, text.as_bytes()))))
     }
 
-    fn deliver(&mut self, kind: Option<EventType>, sequence: u64, event: &Arc<Dispatch>) {
+    fn deliver(
+        &mut self,
+        kind: Option<EventType>,
+        sequence: u64,
+        event: &Arc<Dispatch>,
+        data: &Bytes,
+    ) {
         let mut disconnected = false;
         for subscriber in &self.subscribers {
             if !subscriber.filter.wants(kind) {
@@ -573,12 +589,24 @@ impl Shard {
                 shard: self.id,
                 sequence,
                 event: Arc::clone(event),
+                data: Some(data.clone()),
                 _credit: Some(self.credits.take()),
             });
         }
         if disconnected {
             self.subscribers.retain(|s| s.recipient.connected());
         }
+    }
+}
+
+/// `part` as a slice of `payload` sharing its buffer, or a copy when it
+/// does not lie within it (the `null` of a dispatch without data).
+fn share(payload: &Bytes, part: &[u8]) -> Bytes {
+    let (within, range) = (payload.as_ptr_range(), part.as_ptr_range());
+    if !part.is_empty() && within.start <= range.start && range.end <= within.end {
+        payload.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 
