@@ -17,6 +17,7 @@ mod emulator;
 mod harness;
 mod limit;
 mod memory;
+mod metrics_cost;
 mod micro;
 mod report;
 mod stats;
@@ -136,6 +137,9 @@ enum Cmd {
     Resume,
     /// Send-to-handler latency at a fixed moderate rate.
     Latency,
+    /// Metrics' cost: one shard's hot path with a scraper on and off
+    /// (zlib-stream), and encoding /metrics for 1, 16 and 1000 shards.
+    Metrics,
     /// One client and one flood of --events, nothing else: the shape to run
     /// under `valgrind --tool=callgrind` (the emulator is a child process,
     /// which callgrind does not trace by default). `limit` and
@@ -173,6 +177,7 @@ enum ProfileTarget {
 /// The sizes of every case.
 #[derive(Debug)]
 struct Settings {
+    smoke: bool,
     runs: usize,
     events: u64,
     libs: Libs,
@@ -203,6 +208,7 @@ impl Settings {
     fn new(cli: &Cli) -> Self {
         let smoke = cli.smoke;
         Self {
+            smoke,
             runs: cli.runs.unwrap_or(pick(smoke, 5, 1)),
             events: cli.events.unwrap_or(pick(smoke, 200_000, 2_000)),
             libs: cli.lib,
@@ -301,6 +307,21 @@ async fn run(command: &Cmd, settings: &Settings) -> anyhow::Result<Report> {
     }
     if all || matches!(command, Cmd::Latency) {
         report.push(latency(settings).await?);
+    }
+    if all || matches!(command, Cmd::Metrics) {
+        progress("metrics: hot path with and without a scraper, then encode times");
+        let mut emulator = Emulator::spawn(&EmulatorArgs::default()).await?;
+        let (hot, encode) = metrics_cost::run(
+            &mut emulator,
+            Codec::Zlib,
+            settings.events,
+            settings.runs,
+            settings.smoke,
+        )
+        .await?;
+        emulator.stop().await;
+        report.push(hot);
+        report.push(encode);
     }
     Ok(report)
 }
