@@ -257,6 +257,7 @@ impl ShardManager {
             .map(|s| (s.shard.number(), s.session))
             .collect();
         log::info!(
+            total, shards = ids.len(), saved_sessions = sessions.len();
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
@@ -441,7 +442,10 @@ impl ShardManager {
         let Some(slot) = self.slot_mut(role, number) else {
             return;
         };
-        log::debug!("shard {id}: started on arbiter {index}");
+        log::debug!(
+            shard = id.number(), total = id.total(), arbiter = index;
+            "shard {id}: started on arbiter {index}"
+        );
         slot.session = None;
         slot.status = None;
         slot.active_since = None;
