@@ -147,8 +147,9 @@ pub struct PublisherStats {
     pub retries: u64,
     /// Dispatches waiting to be published or acknowledged.
     pub pending: u64,
-    /// Dispatches of shards that had moved to another process, not
-    /// published (the new owner has them replayed).
+    /// Dispatches not published: of shards that had moved to another
+    /// process (the new owner has them replayed), or built by hand without
+    /// the data as received.
     pub dropped: u64,
 }
 
@@ -179,7 +180,8 @@ enum Input {
 }
 
 /// An actor that publishes every [`GatewayEvent`] it receives to the bot's
-/// stream: subject per event type and shard, the raw JSON as payload, and
+/// stream: subject per event type and shard, the dispatch's data (`d`)
+/// exactly as Discord sent it as payload ([`GatewayEvent::raw_data`]), and
 /// the shard, event, sequence and session as headers (`docs/cluster.md`,
 /// "3. The event bus").
 ///
@@ -223,17 +225,15 @@ impl EventPublisher {
             self.ledger.set_session(shard, &session);
         }
         let name = event.name().to_owned();
-        let payload = match &*event.event {
-            Dispatch::Raw(raw) => Bytes::copy_from_slice(raw.data.get().as_bytes()),
-            Dispatch::Known { event: typed, .. } => match serde_json::to_vec(typed) {
-                Ok(json) => Bytes::from(json),
-                Err(error) => {
-                    log::warn!(
-                        "shard {shard}: {name} does not serialize, published as null: {error}"
-                    );
-                    Bytes::from_static(b"null")
-                }
-            },
+        // Discord's bytes, exactly as the shard received them (a shared
+        // slice of the frame): never re-serialized from the typed event.
+        let Some(payload) = event.raw_data_shared() else {
+            log::warn!(
+                "shard {shard}: {name} #{} carries no received data (built by hand without \
+                 GatewayEvent::with_raw_data), not published",
+                event.sequence
+            );
+            return None;
         };
         let mut headers = HeaderMap::new();
         headers.insert(
