@@ -1,14 +1,11 @@
 //! The writer task of one connection.
 
+use super::outbox::OutboxReceiver;
 use actix_codec::{AsyncWrite, Encoder as _};
 use actix_http::ws::{Codec, Message};
 use bytes::BytesMut;
 use std::time::Duration;
-use tokio::{io::AsyncWriteExt as _, sync::mpsc};
-
-/// A frame buffer grown past this by a large command is let go after the
-/// write, so an idle connection keeps a small one.
-const KEPT_CAPACITY: usize = 1024;
+use tokio::io::AsyncWriteExt as _;
 
 /// Encodes and writes every queued message, in order, until a close frame
 /// is written, a write fails or takes longer than `timeout`, or the sending
@@ -16,13 +13,14 @@ const KEPT_CAPACITY: usize = 1024;
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut codec: Codec,
-    mut outbox: mpsc::UnboundedReceiver<Message>,
+    mut outbox: OutboxReceiver,
     timeout: Duration,
 ) {
-    let mut buffer = BytesMut::new();
     while let Some(message) = outbox.recv().await {
         let closing = matches!(message, Message::Close(_));
-        buffer.clear();
+        // A buffer per frame: an idle connection keeps none between its
+        // heartbeats, ~41 s apart.
+        let mut buffer = BytesMut::new();
         if let Err(error) = codec.encode(message, &mut buffer) {
             log::warn!("websocket frame not encoded: {error}");
             break;
@@ -32,9 +30,6 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             io.flush().await
         })
         .await;
-        if buffer.capacity() > KEPT_CAPACITY {
-            buffer = BytesMut::new();
-        }
         if closing || !matches!(written, Ok(Ok(()))) {
             break;
         }
@@ -44,26 +39,23 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use super::run;
+    use super::{super::outbox::outbox, run};
     use actix_codec::Decoder as _;
     use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
     use bytes::BytesMut;
     use std::time::Duration;
-    use tokio::sync::mpsc;
 
     #[actix_rt::test]
     async fn writes_masked_frames_in_order_and_stops_after_close() {
-        let (sender, outbox) = mpsc::unbounded_channel();
-        sender.send(Message::Text("one".into())).expect("open");
-        sender.send(Message::Text("two".into())).expect("open");
+        let (sender, outbox) = outbox();
+        assert!(sender.send(Message::Text("one".into())));
+        assert!(sender.send(Message::Text("two".into())));
         let reason = CloseReason {
             code: CloseCode::from(4000),
             description: None,
         };
-        sender.send(Message::Close(Some(reason))).expect("open");
-        sender
-            .send(Message::Text("after close".into()))
-            .expect("open");
+        assert!(sender.send(Message::Close(Some(reason))));
+        assert!(sender.send(Message::Text("after close".into())));
         let mut wire = Vec::new();
         run(
             &mut wire,
