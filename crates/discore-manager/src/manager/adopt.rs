@@ -2,9 +2,8 @@
 //!
 //! A process that runs part of a bot under leases (a cluster node) does not
 //! know at start which shards it will run: it claims leases as processes
-//! come and go. Instead of one manager per shard it runs one manager and
-//! asks it to adopt each shard it claims, and to release each shard it
-//! hands over. An adopted shard resumes from its saved session when there is
+//! come and go. It runs one manager and asks it to adopt each shard it
+//! claims, and to release each shard it hands over. An adopted shard resumes from its saved session when there is
 //! a fresh one, and identifies through the manager's identify queue (shared
 //! by every process of the bot, when the queue is) otherwise. A released
 //! shard closes with 4000 and its session is saved for whoever adopts it
