@@ -7,6 +7,7 @@
 mod reader;
 mod writer;
 
+use crate::identify::IdentifyPermit;
 use crate::inflate::Compression;
 use actix_http::ws::{CloseCode as WsCloseCode, CloseReason, Frame, Message, ProtocolError};
 use awc::http::Uri;
@@ -86,19 +87,46 @@ pub(crate) struct ConnectError(pub(crate) String);
 /// The sending half of an open connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    writer: mpsc::UnboundedSender<Message>,
+    writer: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// A frame for the writer task, with the identify permit it uses, if any.
+pub(crate) struct Outgoing {
+    message: Message,
+    permit: Option<IdentifyPermit>,
+}
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Self {
+            message,
+            permit: None,
+        }
+    }
 }
 
 impl Connection {
     /// Queues a text frame.
     pub(crate) fn send_text(&self, text: String) {
         // A failed send means the writer ended: the read side will notice.
-        let _ = self.writer.send(Message::Text(text.into()));
+        let _ = self.writer.send(Message::Text(text.into()).into());
+    }
+
+    /// Queues Identify. The writer reports the permit sent once the frame
+    /// is written, or drops it unused (the slot returns to the queue) if
+    /// the connection ends first. A permit expired by then is not used:
+    /// the writer closes the connection instead, and the shard reconnects
+    /// and asks again.
+    pub(crate) fn send_identify(&self, text: String, permit: IdentifyPermit) {
+        let _ = self.writer.send(Outgoing {
+            message: Message::Text(text.into()),
+            permit: Some(permit),
+        });
     }
 
     /// Answers a ping.
     pub(crate) fn pong(&self, payload: bytes::Bytes) {
-        let _ = self.writer.send(Message::Pong(payload));
+        let _ = self.writer.send(Message::Pong(payload).into());
     }
 
     /// Sends a close frame and shuts the socket without waiting for the
@@ -108,7 +136,7 @@ impl Connection {
             code: WsCloseCode::from(code),
             description: None,
         };
-        let _ = self.writer.send(Message::Close(Some(reason)));
+        let _ = self.writer.send(Message::Close(Some(reason)).into());
     }
 }
 
@@ -136,7 +164,7 @@ pub(crate) async fn connect(
     let parts = framed.into_parts();
     let codec = parts.codec;
     let (read, write) = tokio::io::split(parts.io);
-    let (sender, outbox) = mpsc::unbounded_channel::<Message>();
+    let (sender, outbox) = mpsc::unbounded_channel::<Outgoing>();
     actix_rt::spawn(writer::run(write, codec.clone(), outbox, timeout));
     let frames = reader::FrameReader::new(read, codec, parts.read_buf);
     Ok((Connection { writer: sender }, Box::new(frames)))
