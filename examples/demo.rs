@@ -30,20 +30,21 @@
 
 use actix::prelude::*;
 use discore::{
-    DiscoveryConfig, DispatchEvent, EventFilter, FleetEvent, FleetProgress, FleetStatus,
-    GatewayEvent, GetFleetStatus, IdentifyConfig, Intents, ManagerConfig, SessionConfig,
-    ShardManager, ShardRunState, ShardState, ShutdownFleet, StopMode, Token,
+    DiscoveryConfig, DispatchEvent, EventFilter, FleetEvent, FleetStatus, GatewayEvent,
+    GetFleetStatus, IdentifyConfig, Intents, ManagerConfig, SessionConfig, ShardManager,
+    ShardRunState, ShardState, ShutdownFleet, StopMode, Token,
     admin::{AdminConfig, AdminError, AdminServer, ManagerSource, MeteredIdentifyQueue},
     http::{DISCORD_API_URL, RestClient},
     identify::{InMemoryIdentifyQueue, SessionStartLimit},
     model::id::{Id, marker::UserMarker},
+    progress::FleetProgressBar,
     session_store::{InMemorySessionStore, JsonFileSessionStore, SessionStore},
     tls_with_roots,
 };
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::{
     future::Future,
-    io::{IsTerminal as _, Write as _},
+    io::IsTerminal as _,
     net::SocketAddr,
     pin::pin,
     sync::{
@@ -152,8 +153,8 @@ impl Handler<GatewayEvent> for Bot {
     }
 }
 
-/// Where the demo's own lines go: a progress bar and lines on a terminal,
-/// log lines otherwise.
+/// Where the demo's own lines go: stderr on a terminal (the progress bar is
+/// indicatif's, drawn by [`FleetProgressBar`]), log lines otherwise.
 #[derive(Clone, Copy)]
 struct Console {
     terminal: bool,
@@ -162,42 +163,20 @@ struct Console {
 impl Console {
     fn line(self, text: &str) {
         if self.terminal {
-            eprintln!("\r\x1b[2K{text}");
+            eprintln!("{text}");
         } else {
             log::info!("{text}");
         }
     }
-
-    fn progress(self, progress: &FleetProgress, started: Instant) {
-        if !self.terminal {
-            log::info!("starting: {progress}");
-            return;
-        }
-        const WIDTH: usize = 30;
-        let shards = progress.shards.max(1) as usize;
-        let filled = (progress.shards_ready as usize * WIDTH / shards).min(WIDTH);
-        let mut stderr = std::io::stderr().lock();
-        let _ = write!(
-            stderr,
-            "\r\x1b[2K[{}{}] {}/{} shards ready · {}/{} guilds loaded · {:.1}s",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            progress.shards_ready,
-            progress.shards,
-            progress.guilds_loaded,
-            progress.guilds_expected,
-            started.elapsed().as_secs_f64()
-        );
-        let _ = stderr.flush();
-    }
 }
 
-/// Shows the fleet's start-up and its notable events.
+/// Shows the fleet's start-up and its notable events: an indicatif bar on a
+/// terminal, log lines when piped.
 struct Watcher {
+    progress: FleetProgressBar,
     console: Console,
     counters: Arc<Counters>,
     started: Instant,
-    last: Option<FleetProgress>,
 }
 
 impl Actor for Watcher {
@@ -208,38 +187,16 @@ impl Handler<FleetEvent> for Watcher {
     type Result = ();
 
     fn handle(&mut self, event: FleetEvent, _: &mut Context<Self>) {
-        match event {
-            FleetEvent::Progress(progress) if self.last != Some(progress) => {
-                self.last = Some(progress);
-                self.console.progress(&progress, self.started);
-            }
-            FleetEvent::Ready(progress) => {
-                self.counters.fleet_ready.store(true, Ordering::Relaxed);
-                self.console.line(&format!(
-                    "fleet ready in {:.1}s: {progress}",
-                    self.started.elapsed().as_secs_f64()
-                ));
-            }
-            FleetEvent::ShardRestarted {
-                shard, resuming, ..
-            } => self.console.line(&format!(
-                "shard {shard} restarted ({})",
-                if resuming { "resuming" } else { "new session" }
-            )),
-            FleetEvent::ShardFailed { shard, failure } => {
-                self.console
-                    .line(&format!("shard {shard} failed: {failure}"));
-            }
-            FleetEvent::ReshardingStarted { from, to } => {
-                self.console
-                    .line(&format!("re-sharding from {from} to {to} shards"));
-            }
-            FleetEvent::Resharded { from, to } => {
-                self.console
-                    .line(&format!("re-sharded from {from} to {to} shards"));
-            }
-            FleetEvent::Stopped(why) => self.console.line(&format!("fleet stopped: {why:?}")),
-            _ => {}
+        // The bar shows progress, re-sharding, restarts and failures, and
+        // ends with "fleet ready: …".
+        self.progress.handle(&event);
+        if let FleetEvent::Ready(_) = event
+            && !self.counters.fleet_ready.swap(true, Ordering::Relaxed)
+        {
+            self.console.line(&format!(
+                "ready in {:.1}s",
+                self.started.elapsed().as_secs_f64()
+            ));
         }
     }
 }
@@ -452,10 +409,14 @@ async fn main() -> anyhow::Result<()> {
     .start();
     let started = Instant::now();
     let watcher = Watcher {
+        progress: if console.terminal {
+            FleetProgressBar::bar()
+        } else {
+            FleetProgressBar::plain()
+        },
         console,
         counters: Arc::clone(&counters),
         started,
-        last: None,
     }
     .start();
     let manager = ShardManager::launch(

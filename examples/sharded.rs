@@ -1,5 +1,6 @@
 //! A whole fleet with the `ShardManager`: automatic shard count, identify
-//! buckets, a startup progress bar, supervision, re-sharding and hand-off.
+//! buckets, a progress bar for the start and re-sharding (indicatif, through
+//! `discore::progress`), supervision, re-sharding and hand-off.
 //!
 //! Without `DISCORD_TOKEN` it runs on an embedded emulator (40 guilds, 10 per
 //! shard, `max_concurrency` 2, a 1 s identify window, live traffic):
@@ -21,9 +22,9 @@
 
 use actix::prelude::*;
 use discore::{
-    DiscoveryConfig, FleetEvent, FleetProgress, GatewayEvent, GetFleetStatus, IdentifyConfig,
-    IdentifyLimits, Intents, ManagerConfig, SessionConfig, ShardManager, ShutdownFleet, StopMode,
-    SupervisionConfig, Token, session_store::JsonFileSessionStore,
+    DiscoveryConfig, FleetEvent, GatewayEvent, GetFleetStatus, IdentifyConfig, IdentifyLimits,
+    Intents, ManagerConfig, SessionConfig, ShardManager, ShutdownFleet, StopMode,
+    SupervisionConfig, Token, progress::FleetProgressBar, session_store::JsonFileSessionStore,
 };
 use discore_mock::{MockConfig, MockServer, TrafficConfig};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -31,7 +32,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 /// The token the embedded emulator accepts.
 const EMULATOR_TOKEN: &str = "mock-token";
 
-/// Counts events per shard and draws the startup progress.
+/// Counts events per shard.
 #[derive(Default)]
 struct Bot {
     per_shard: BTreeMap<String, u64>,
@@ -59,38 +60,13 @@ impl Handler<GatewayEvent> for Bot {
 impl Handler<FleetEvent> for Bot {
     type Result = ();
 
+    /// The progress bar shows the events; the counts start over with a new
+    /// fleet.
     fn handle(&mut self, event: FleetEvent, _: &mut Context<Self>) {
-        match event {
-            FleetEvent::Progress(progress) => log::info!("{}", bar(&progress)),
-            FleetEvent::Ready(progress) => log::info!("fleet ready: {progress}"),
-            FleetEvent::ReshardingStarted { from, to } => {
-                log::warn!("re-sharding from {from} to {to} shards; the old fleet keeps serving");
-            }
-            FleetEvent::Resharded { from, to } => {
-                log::warn!("switched from {from} to {to} shards");
-                self.per_shard.clear();
-            }
-            other => log::info!("fleet: {other:?}"),
+        if let FleetEvent::Resharded { .. } = event {
+            self.per_shard.clear();
         }
     }
-}
-
-/// `[##########----------] 2/4 shards of 4, 20/20 guilds`: the bar counts
-/// shards with all their guilds in.
-fn bar(progress: &FleetProgress) -> String {
-    const WIDTH: usize = 20;
-    let loaded = progress.shards_loaded as usize;
-    let filled = (loaded * WIDTH / (progress.shards as usize).max(1)).min(WIDTH);
-    format!(
-        "[{}{}] {}/{} shards of {}, {}/{} guilds",
-        "#".repeat(filled),
-        "-".repeat(WIDTH - filled),
-        progress.shards_ready,
-        progress.shards,
-        progress.total,
-        progress.guilds_loaded,
-        progress.guilds_expected
-    )
 }
 
 /// An identify window a little above the emulator's 1 s, so the client
@@ -154,8 +130,13 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let bot = Bot::default().start();
+    // Fleet start and re-sharding: an indicatif bar on a terminal, log
+    // lines when piped.
+    let progress = FleetProgressBar::new().start();
     let manager = ShardManager::start(
-        config.subscribe_fleet(bot.clone().recipient()),
+        config
+            .subscribe_fleet(bot.clone().recipient())
+            .subscribe_fleet(progress.recipient()),
         bot.recipient(),
     )
     .await?;

@@ -16,6 +16,8 @@
 //! - [`model`]: twilight-model, Discord's types.
 //! - `admin` (feature `admin`): the admin HTTP server, with Prometheus
 //!   metrics and a live shard status page.
+//! - `progress` (feature `progress`): fleet start and re-sharding as an
+//!   indicatif progress bar.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -50,15 +52,17 @@
 
 #[cfg(feature = "admin")]
 pub use discore_admin as admin;
+#[cfg(feature = "progress")]
+pub mod progress;
 pub use twilight_model as model;
 
 // One shard.
 pub use discore_gateway::{
-    Backoff, Command, CommandError, Compression, DISCORD_GATEWAY_URL, Dispatch, DispatchEvent,
-    EncodedCommand, EventFilter, EventType, ExitCause, GatewayEvent, GetShardStatus, Latency,
-    Lifecycle, RawDispatch, RawReason, RequestGuildMembers, SendCommand, Shard, ShardConfig,
-    ShardExited, ShardLifecycle, ShardStartError, ShardState, ShardStatus, Shutdown, StopMode,
-    Subscribe, SubscribeLifecycle, Unsubscribe, tls_with_roots,
+    Backoff, Bytes, Command, CommandError, Compression, DISCORD_GATEWAY_URL, Dispatch,
+    DispatchEvent, EncodedCommand, EventFilter, EventType, ExitCause, GatewayEvent, GetShardStatus,
+    Latency, Lifecycle, RawDispatch, RawReason, RequestGuildMembers, SendCommand, Shard,
+    ShardConfig, ShardExited, ShardLifecycle, ShardStartError, ShardState, ShardStatus, Shutdown,
+    StopMode, Subscribe, SubscribeLifecycle, Unsubscribe, tls_with_roots,
 };
 pub use discore_protocol::{
     ErrorChain, Intents, InvalidToken, Session, ShardFailureReason, ShardId, Token,
@@ -66,12 +70,13 @@ pub use discore_protocol::{
 
 // A fleet.
 pub use discore_manager::{
-    CommandTarget, ConfigError, DiscoveryConfig, FleetEvent, FleetProgress, FleetStatus, FleetStop,
-    GetFleetStatus, IdentifyConfig, IdentifyLimits, IdentifyQueueChoice, ManagerConfig,
-    ManagerError, Placement, Reshard, ReshardConfig, ReshardMode, ReshardRefusal, ReshardingStatus,
-    RestartPolicy, RouteError, SendCommandTo, SessionConfig, ShardCount, ShardFailure,
-    ShardManager, ShardReport, ShardRunState, ShutdownFleet, ShutdownReport, SubscribeFleet,
-    SupervisionConfig, WaitUntilReady,
+    AdoptRefusal, AdoptShard, Adopted, CommandTarget, ConfigError, DiscoveryConfig, FleetEvent,
+    FleetProgress, FleetStatus, FleetStop, GetFleetStatus, IdentifyConfig, IdentifyLimits,
+    IdentifyQueueChoice, ManagerConfig, ManagerError, Placement, ReleaseShard, Released, Reshard,
+    ReshardConfig, ReshardMode, ReshardRefusal, ReshardingStatus, RestartPolicy, RouteError,
+    SendCommandTo, SessionConfig, ShardCount, ShardFailure, ShardManager, ShardReport,
+    ShardRunState, ShutdownFleet, ShutdownReport, SubscribeFleet, SupervisionConfig,
+    WaitUntilReady,
 };
 
 pub use discore_manager::session_store;

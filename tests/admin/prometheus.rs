@@ -1,6 +1,10 @@
-//! A small, strict parser of Prometheus' text exposition format (0.0.4):
-//! what a scraper would reject, it rejects too, plus discore's naming
-//! conventions.
+//! A small, strict parser of the OpenMetrics text format (1.0.0) that
+//! `/metrics` serves: what a scraper would reject, it rejects too, plus
+//! discore's naming conventions.
+//!
+//! OpenMetrics' framing on top of Prometheus' text format: the exposition
+//! ends with `# EOF`, a counter family is named without `_total` while its
+//! samples carry it, and `# UNIT` names the family's unit.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -142,13 +146,20 @@ fn parse_series(line: &str) -> Result<(String, BTreeMap<String, String>, &str), 
     Ok((name.to_owned(), labels, rest))
 }
 
-/// The family a sample name belongs to, given the declared types.
+/// The family a sample name belongs to, given the declared types: a
+/// histogram's or summary's `_bucket`, `_sum`, `_count` and `_created`, a
+/// counter's `_total` and `_created`.
 fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
-    for suffix in ["_bucket", "_sum", "_count"] {
+    let suffixes: [(&str, &[&str]); 5] = [
+        ("_bucket", &["histogram"]),
+        ("_sum", &["histogram", "summary"]),
+        ("_count", &["histogram", "summary"]),
+        ("_total", &["counter"]),
+        ("_created", &["histogram", "summary", "counter"]),
+    ];
+    for (suffix, kinds) in suffixes {
         if let Some(base) = name.strip_suffix(suffix)
-            && types
-                .get(base)
-                .is_some_and(|t| t == "histogram" || t == "summary")
+            && types.get(base).is_some_and(|t| kinds.contains(&t.as_str()))
         {
             return base;
         }
@@ -166,15 +177,30 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
     if !text.is_empty() && !text.ends_with('\n') {
         return Err("the exposition must end with a line feed".into());
     }
-    for (number, line) in text.lines().enumerate() {
+    let Some(body) = text.strip_suffix("# EOF\n") else {
+        return Err("the exposition must end with # EOF".into());
+    };
+    for (number, line) in body.lines().enumerate() {
         let at = |e: String| format!("line {}: {e}: {line:?}", number + 1);
         if line.trim().is_empty() {
-            continue;
+            return Err(at("an empty line".into()));
         }
         let family_name;
         if let Some(comment) = line.strip_prefix('#') {
             let mut parts = comment.trim_start().splitn(3, ' ');
             let keyword = parts.next().unwrap_or_default();
+            if keyword == "EOF" {
+                return Err(at("# EOF before the end".into()));
+            }
+            if keyword == "UNIT" {
+                // The family's name must end with its unit.
+                let name = parts.next().ok_or_else(|| at("no metric name".into()))?;
+                let unit = parts.next().unwrap_or_default();
+                if unit.is_empty() || !name.ends_with(&format!("_{unit}")) {
+                    return Err(at(format!("{name} does not end with its unit {unit:?}")));
+                }
+                continue;
+            }
             if keyword != "HELP" && keyword != "TYPE" {
                 continue;
             }
@@ -185,7 +211,17 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
             let rest = parts.next().unwrap_or_default();
             let family = exposition.families.entry(name.to_owned()).or_default();
             if keyword == "TYPE" {
-                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&rest) {
+                let kinds = [
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "gaugehistogram",
+                    "summary",
+                    "stateset",
+                    "info",
+                    "unknown",
+                ];
+                if !kinds.contains(&rest) {
                     return Err(at(format!("unknown type {rest:?}")));
                 }
                 if types.insert(name.to_owned(), rest.to_owned()).is_some() {
@@ -219,6 +255,9 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
                 return Err(at("the same series twice".into()));
             }
             family_name = family_of(&name, &types).to_owned();
+            if types.get(&family_name).is_some_and(|t| t == "counter") && name == family_name {
+                return Err(at("a counter's sample without _total".into()));
+            }
             let family = exposition.families.entry(family_name.clone()).or_default();
             if family.kind == "histogram" && name.ends_with("_bucket") {
                 let le = labels
@@ -287,7 +326,8 @@ fn check_histogram(name: &str, family: &Family) -> Result<(), String> {
 }
 
 /// discore's conventions on top of the format: every family has a HELP and a
-/// TYPE, the `discore_` prefix, `_total` exactly on counters, and base units.
+/// TYPE, the `discore_` prefix, `_total` exactly on counters' samples (and
+/// on no family's name, as OpenMetrics has it), and base units.
 pub fn check_conventions(exposition: &Exposition) -> Result<(), String> {
     for (name, family) in &exposition.families {
         if family.kind.is_empty() || family.help.is_empty() {
@@ -296,8 +336,16 @@ pub fn check_conventions(exposition: &Exposition) -> Result<(), String> {
         if !name.starts_with("discore_") {
             return Err(format!("{name} lacks the discore_ prefix"));
         }
-        if (family.kind == "counter") != name.ends_with("_total") {
-            return Err(format!("{name}: _total is for counters ({})", family.kind));
+        if name.ends_with("_total") {
+            return Err(format!("{name}: a family's name has no _total"));
+        }
+        for sample in &family.samples {
+            if (family.kind == "counter") != sample.name.ends_with("_total") {
+                return Err(format!(
+                    "{}: _total is for counters ({})",
+                    sample.name, family.kind
+                ));
+            }
         }
         for unit in ["_ms", "_milliseconds", "_kb", "_kilobytes", "_mb"] {
             if name.contains(unit) {
@@ -310,22 +358,29 @@ pub fn check_conventions(exposition: &Exposition) -> Result<(), String> {
 
 #[test]
 fn the_parser_rejects_what_a_scraper_would() {
-    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\\\"\\n\"} 2\n";
+    let good = "# HELP a A.\n# TYPE a counter\na_total{x=\"1\\\"\\n\"} 2\n# EOF\n";
     let parsed = parse(good).expect("valid");
     assert_eq!(parsed.value("a_total", &[("x", "1\"\n")]), 2.0);
+    assert_eq!(parsed.families["a"].kind, "counter");
+    // Each is rejected for its own fault, not for a missing # EOF.
     for bad in [
-        "a 1",
-        "a{x=\"1\"} 1\na{x=\"1\"} 2\n",
-        "a{x=1} 1\n",
-        "a{x=\"1\\t\"} 1\n",
-        "a{1x=\"1\"} 1\n",
-        "a one\n",
-        "a 1\nb 1\na 2\n",
-        "# TYPE a counter\n# TYPE a gauge\n",
-        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n",
-        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\n",
-        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 1\n",
-        "a 1 2 3\n",
+        "a 1\n# EOF",
+        "a 1\n",
+        "a 1\n# EOF\nb 1\n# EOF\n",
+        "a 1\n\n# EOF\n",
+        "# TYPE a counter\na 1\n# EOF\n",
+        "# TYPE a_seconds gauge\n# UNIT a_seconds bytes\na_seconds 1\n# EOF\n",
+        "a{x=\"1\"} 1\na{x=\"1\"} 2\n# EOF\n",
+        "a{x=1} 1\n# EOF\n",
+        "a{x=\"1\\t\"} 1\n# EOF\n",
+        "a{1x=\"1\"} 1\n# EOF\n",
+        "a one\n# EOF\n",
+        "a 1\nb 1\na 2\n# EOF\n",
+        "# TYPE a counter\n# TYPE a gauge\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 1\n# EOF\n",
+        "a 1 2 3\n# EOF\n",
     ] {
         assert!(parse(bad).is_err(), "accepted {bad:?}");
     }

@@ -99,3 +99,62 @@ async fn filters_select_event_types() {
     assert!(everything.count("SOMETHING_NEW") == 1 && everything.count("READY") == 1);
     assert_eq!(messages_only.names(), ["MESSAGE_CREATE"]);
 }
+
+/// Every delivered event carries its data exactly as the emulator sent it,
+/// byte for byte: member order, whitespace inside the value, escapes,
+/// number formats and fields twilight-model does not know, at every level,
+/// and whether `d` comes last in the payload or not. Checked on a plain,
+/// a zlib-stream and a zstd-stream connection.
+#[actix_rt::test]
+async fn events_carry_their_data_exactly_as_sent() {
+    const MESSAGE: &str = r#"{"zz_unknown_first":{"nested":[1,2.50,-0.0,1e3,"\u00e9\n"]},
+        "id":"9001","channel_id":"20","guild_id":"10","type":0,"content":"byte \"exact\" \u263A",
+        "author":{"id":"30","username":"someone","discriminator":"0","avatar":null,"future_author_field":true},
+        "timestamp":"2024-01-01T00:00:00.000000+00:00","edited_timestamp":null,"tts":false,
+        "mention_everyone":false,"mentions":[],"mention_roles":[],"attachments":[],
+        "embeds":[{"title":"t","type":"rich","unknown_embed_field":[{"deep":null}]}],"pinned":false,"flags":0,
+        "channel_type":0}"#;
+    const UNKNOWN: &str = r#"{ "guild_id" : "10", "sounds" : [ { "x" : 1 } ] }"#;
+    for compression in [
+        discore::Compression::None,
+        discore::Compression::ZlibStream,
+        discore::Compression::ZstdStream,
+    ] {
+        let (mock, recorded) = shard_on(compression).await;
+        recorded.wait_for_event("GUILD_CREATE", 3).await;
+        // The emulator's own events: it sends the JSON text of the value
+        // it returns.
+        let guild = mock.guild_ids()[0];
+        let channel = mock.text_channel_ids(guild)[0];
+        let (posted, _) = mock.post_message(channel, "posted").expect("posted");
+        recorded.wait_for_event("MESSAGE_CREATE", 1).await;
+        let first = recorded.events();
+        let raw = first.last().and_then(|seen| seen.raw.clone());
+        assert_eq!(raw.as_deref(), Some(posted.to_string().as_bytes()));
+        // Then frames written by hand, with sequence numbers past anything
+        // the emulator has sent.
+        let frames = [
+            format!(r#"{{"t":"MESSAGE_CREATE","s":1000001,"op":0,"d":{MESSAGE}}}"#),
+            format!(r#"{{"op":0,"d":{UNKNOWN},"t":"SOUNDS_UPDATE","s":1000002}}"#),
+        ];
+        for frame in &frames {
+            assert_eq!(mock.send_payload(&Target::Shard(0), frame.as_bytes()), 1);
+        }
+        recorded.wait_for_event("SOUNDS_UPDATE", 1).await;
+        let events = recorded.events();
+        let raw_of = |name: &str| {
+            let seen = events
+                .iter()
+                .rfind(|seen| seen.name() == name)
+                .unwrap_or_else(|| panic!("{name} delivered"));
+            (seen.typed().is_some(), seen.raw.clone().expect("raw data"))
+        };
+        let (typed, raw) = raw_of("MESSAGE_CREATE");
+        assert!(typed, "{compression:?}: typed as well: {events:#?}");
+        assert_eq!(&raw[..], MESSAGE.as_bytes(), "{compression:?}");
+        let (typed, raw) = raw_of("SOUNDS_UPDATE");
+        assert!(!typed);
+        assert_eq!(&raw[..], UNKNOWN.as_bytes(), "{compression:?}");
+        mock.stop().await;
+    }
+}

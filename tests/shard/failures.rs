@@ -23,7 +23,13 @@ async fn fatal_close_codes_fail_without_reconnecting() {
         (4011, ShardFailureReason::ShardingRequired),
         (4012, ShardFailureReason::InvalidApiVersion),
         (4013, ShardFailureReason::InvalidIntents),
-        (4014, ShardFailureReason::DisallowedIntents),
+        // The shard asked for MESSAGE_CONTENT, its one privileged intent.
+        (
+            4014,
+            ShardFailureReason::DisallowedIntents {
+                requested: Intents::MESSAGE_CONTENT,
+            },
+        ),
     ];
     for (code, reason) in cases {
         let (mock, recorded, shard) = ready_shard().await;
@@ -72,7 +78,14 @@ async fn disallowed_intents_fail_the_start() {
     let error = start_error(shard_config(&mock).intents(Intents::GUILD_MEMBERS)).await;
     assert_eq!(
         error,
-        ShardStartError::Failed(ShardFailureReason::DisallowedIntents)
+        ShardStartError::Failed(ShardFailureReason::DisallowedIntents {
+            requested: Intents::GUILD_MEMBERS
+        })
+    );
+    assert_eq!(
+        error.to_string(),
+        "the gateway refused the shard: privileged intent GUILD_MEMBERS not enabled for this \
+         bot (4014): enable it in the Developer Portal, or drop the intent"
     );
 }
 

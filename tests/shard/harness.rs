@@ -65,6 +65,8 @@ pub struct Seen {
     pub shard: ShardId,
     pub sequence: u64,
     pub event: Arc<Dispatch>,
+    /// The event's data as received.
+    pub raw: Option<discore::Bytes>,
 }
 
 impl Seen {
@@ -106,6 +108,7 @@ impl Handler<GatewayEvent> for Recorder {
             shard: message.shard,
             sequence: message.sequence,
             event: Arc::clone(&message.event),
+            raw: message.raw_data_shared(),
         };
         self.log.lock().expect("log").events.push(seen);
     }

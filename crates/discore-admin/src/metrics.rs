@@ -1,352 +1,526 @@
-//! `/metrics`: a [`FleetSnapshot`] in Prometheus' text exposition format
-//! (version 0.0.4). Names carry the `discore_` prefix, counters end in
-//! `_total`, durations are seconds and sizes bytes. `docs/operations.md`
-//! lists every family.
+//! discore's metrics as a `prometheus-client` [`Collector`]: [`FleetMetrics`]
+//! reads the latest [`FleetSnapshot`] on every scrape, so a bot registers it
+//! in its own [`Registry`] beside its own metrics, and the admin server's
+//! `/metrics` encodes it with the same library ([`encode`], OpenMetrics
+//! text).
+//!
+//! Names carry the `discore_` prefix, counters end in `_total` (the encoder
+//! appends it to the family name), durations are seconds and sizes bytes.
+//! `docs/operations.md` lists every family.
 
 use crate::{
+    error::SourceError,
     identify::IDENTIFY_WAIT_BUCKETS,
     snapshot::{FleetSnapshot, ShardSnapshot, TileState},
+    source::StatusSource,
 };
 use discore_gateway::Latency;
-use std::fmt::{Display, Write as _};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{
+        DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue,
+        LabelValueEncoder, MetricEncoder, NoLabelSet,
+    },
+    metrics::MetricType,
+    registry::Registry,
+};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, RwLock},
+};
 
-/// The `Content-Type` of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of the OpenMetrics text format that [`encode`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Writes families one after the other, each with its HELP and TYPE.
-struct Out(String);
+/// discore's metric families over the latest [`FleetSnapshot`]: a
+/// `prometheus-client` [`Collector`] that a bot registers in its own
+/// [`Registry`].
+///
+/// The collector encodes whatever snapshot it was last given
+/// ([`FleetMetrics::update`], or [`FleetMetrics::refresh`] from a
+/// [`StatusSource`]); nothing before the first. Clones share the snapshot,
+/// so the clone registered in the registry sees every later update.
+///
+/// ```
+/// use discore_admin::{FleetMetrics, FleetSnapshot, prometheus_client};
+/// use prometheus_client::{encoding::text::encode, registry::Registry};
+///
+/// let metrics = FleetMetrics::new();
+/// let mut registry = Registry::default();
+/// registry.register_collector(Box::new(metrics.clone()));
+/// metrics.update(FleetSnapshot { total: 4, ..FleetSnapshot::default() });
+/// let mut text = String::new();
+/// encode(&mut text, &registry)?;
+/// assert!(text.contains("discore_fleet_shard_count 4\n"));
+/// # Ok::<(), std::fmt::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct FleetMetrics {
+    latest: Arc<RwLock<Option<Arc<FleetSnapshot>>>>,
+}
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+impl FleetMetrics {
+    /// A collector with no snapshot yet: it encodes nothing until
+    /// [`FleetMetrics::update`].
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (label, value)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                self.0.push_str(label);
-                self.0.push_str("=\"");
-                escape_into(&mut self.0, value);
-                self.0.push('"');
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
+    /// A collector over this snapshot.
+    pub fn with_snapshot(snapshot: impl Into<Arc<FleetSnapshot>>) -> Self {
+        let metrics = Self::new();
+        metrics.update(snapshot);
+        metrics
     }
 
-    /// One family with a sample per shard.
-    fn per_shard<V: Display>(
-        &mut self,
-        shards: &[(String, &ShardSnapshot)],
-        name: &str,
-        kind: &str,
-        help: &str,
-        value: impl Fn(&ShardSnapshot) -> Option<V>,
-    ) {
-        self.family(name, kind, help);
-        for (id, shard) in shards {
-            if let Some(v) = value(shard) {
-                self.sample(name, &[("shard", id)], v);
-            }
+    /// Makes `snapshot` the one the next scrape encodes.
+    pub fn update(&self, snapshot: impl Into<Arc<FleetSnapshot>>) {
+        let snapshot = snapshot.into();
+        match self.latest.write() {
+            Ok(mut latest) => *latest = Some(snapshot),
+            // A panic while holding the lock cannot leave a half-written
+            // `Option<Arc<_>>`: replace it all the same.
+            Err(poisoned) => *poisoned.into_inner() = Some(snapshot),
         }
     }
 
-    /// A histogram's bucket, sum and count samples from per-bucket counts.
-    fn histogram(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        bounds: &[String],
-        counts: &[u64],
-        sum: Option<f64>,
-    ) {
-        let bucket = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (i, count) in counts.iter().enumerate() {
-            cumulative += count;
-            let le = bounds.get(i).map_or("+Inf", String::as_str);
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", le));
-            self.sample(&bucket, &with_le, cumulative);
+    /// Asks `source` for a fresh snapshot and makes it the current one
+    /// (call it before encoding the registry, in the bot's scrape handler).
+    ///
+    /// # Errors
+    ///
+    /// The source's error; the previous snapshot stays.
+    pub async fn refresh(&self, source: &dyn StatusSource) -> Result<(), SourceError> {
+        let snapshot = source.snapshot().await?;
+        self.update(snapshot);
+        Ok(())
+    }
+
+    /// The snapshot the next scrape encodes.
+    pub fn current(&self) -> Option<Arc<FleetSnapshot>> {
+        match self.latest.read() {
+            Ok(latest) => latest.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
-        if let Some(sum) = sum {
-            self.sample(&format!("{name}_sum"), labels, sum);
-        }
-        self.sample(&format!("{name}_count"), labels, cumulative);
     }
 }
 
-/// Escapes a label value: backslash, double quote and line feed.
-fn escape_into(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+impl Collector for FleetMetrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        match self.current() {
+            Some(snapshot) => encode_snapshot(&snapshot, encoder),
+            None => Ok(()),
         }
     }
 }
 
-/// Renders the snapshot in the text format.
-pub fn render(snapshot: &FleetSnapshot) -> String {
-    let mut out = Out(String::with_capacity(4096 + snapshot.shards.len() * 4096));
+/// `snapshot` in the OpenMetrics text format, `# EOF` included: what the
+/// admin server's `/metrics` answers.
+///
+/// # Errors
+///
+/// Only if the encoder reports one (writing to a `String` does not fail).
+pub fn encode(snapshot: impl Into<Arc<FleetSnapshot>>) -> Result<String, std::fmt::Error> {
+    let snapshot = snapshot.into();
+    let mut out = String::with_capacity(4096 + snapshot.shards.len() * 4096);
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FleetMetrics::with_snapshot(snapshot)));
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// A label value from outside discore (an event name the gateway sent),
+/// escaped as the text format requires: `prometheus-client` writes label
+/// values as they are.
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One sample of a family, with or without labels.
+fn counter(
+    metric: &mut MetricEncoder<'_>,
+    labels: &impl EncodeLabelSet,
+    value: impl EncodeCounterValue,
+) -> Result<(), std::fmt::Error> {
+    metric
+        .encode_family(labels)?
+        .encode_counter::<NoLabelSet, _, u64>(&value, None)
+}
+
+fn gauge(
+    metric: &mut MetricEncoder<'_>,
+    labels: &impl EncodeLabelSet,
+    value: impl EncodeGaugeValue,
+) -> Result<(), std::fmt::Error> {
+    metric.encode_family(labels)?.encode_gauge(&value)
+}
+
+/// Per-bucket (not cumulative) counts with their upper bounds, the last
+/// one unbounded, as `prometheus-client` takes them (`f64::MAX` is `+Inf`).
+fn buckets(bounds: impl Iterator<Item = f64>, counts: &[u64]) -> Vec<(f64, u64)> {
+    let mut bounds = bounds;
+    counts
+        .iter()
+        .map(|count| (bounds.next().unwrap_or(f64::MAX), *count))
+        .collect()
+}
+
+/// A family with one gauge or counter per shard.
+fn per_shard<V>(
+    encoder: &mut DescriptorEncoder<'_>,
+    shards: &[(String, &ShardSnapshot)],
+    (name, kind, help): (&str, MetricType, &str),
+    value: impl Fn(&ShardSnapshot) -> Option<V>,
+) -> Result<(), std::fmt::Error>
+where
+    V: EncodeGaugeValue + EncodeCounterValue,
+{
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (id, shard) in shards {
+        if let Some(v) = value(shard) {
+            let labels = [("shard", id.as_str())];
+            match kind {
+                MetricType::Counter => counter(&mut metric, &labels, v)?,
+                _ => gauge(&mut metric, &labels, v)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A family with a single gauge sample.
+fn fleet_gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: impl EncodeGaugeValue,
+) -> Result<(), std::fmt::Error> {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+/// Every family of `snapshot`.
+fn encode_snapshot(
+    snapshot: &FleetSnapshot,
+    mut encoder: DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let e = &mut encoder;
     let shards: Vec<(String, &ShardSnapshot)> = snapshot
         .shards
         .iter()
         .map(|s| (s.id.to_string(), s))
         .collect();
 
-    out.family(
+    fleet_gauge(
+        e,
         "discore_fleet_shard_count",
-        "gauge",
         "Shard total of the fleet, across every process.",
-    );
-    out.sample("discore_fleet_shard_count", &[], snapshot.total);
-    out.family("discore_fleet_shards", "gauge", "Shards this process runs.");
-    out.sample("discore_fleet_shards", &[], snapshot.shards.len());
-    out.family(
+        snapshot.total,
+    )?;
+    fleet_gauge(
+        e,
+        "discore_fleet_shards",
+        "Shards this process runs.",
+        snapshot.shards.len() as u64,
+    )?;
+    fleet_gauge(
+        e,
         "discore_fleet_ready",
-        "gauge",
         "1 when every shard here is ready with all its guilds.",
-    );
-    out.sample("discore_fleet_ready", &[], u8::from(snapshot.ready));
-    out.family(
+        u32::from(snapshot.ready),
+    )?;
+    fleet_gauge(
+        e,
         "discore_fleet_resharding",
-        "gauge",
         "1 while a re-sharding is under way.",
-    );
-    out.sample(
-        "discore_fleet_resharding",
-        &[],
-        u8::from(snapshot.resharding.is_some()),
-    );
+        u32::from(snapshot.resharding.is_some()),
+    )?;
 
-    out.family(
-        "discore_shard_state",
-        "gauge",
-        "1 for the state the shard is in, 0 for the others.",
-    );
-    for (id, shard) in &shards {
-        for state in TileState::ALL {
-            out.sample(
-                "discore_shard_state",
-                &[("shard", id), ("state", state.as_str())],
-                u8::from(shard.state == state),
-            );
+    {
+        let mut metric = e.encode_descriptor(
+            "discore_shard_state",
+            "1 for the state the shard is in, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (id, shard) in &shards {
+            for state in TileState::ALL {
+                gauge(
+                    &mut metric,
+                    &[("shard", id.as_str()), ("state", state.as_str())],
+                    u32::from(shard.state == state),
+                )?;
+            }
         }
     }
-    out.per_shard(
+    use MetricType::{Counter, Gauge};
+    per_shard(
+        e,
         &shards,
-        "discore_shard_guilds",
-        "gauge",
-        "Guilds the shard's READY listed.",
+        (
+            "discore_shard_guilds",
+            Gauge,
+            "Guilds the shard's READY listed.",
+        ),
         |s| Some(s.guilds),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_shard_guilds_loaded",
-        "gauge",
-        "Guilds whose GUILD_CREATE the shard received.",
+        (
+            "discore_shard_guilds_loaded",
+            Gauge,
+            "Guilds whose GUILD_CREATE the shard received.",
+        ),
         |s| Some(s.guilds_loaded),
-    );
+    )?;
 
-    let bounds: Vec<String> = Latency::BUCKETS_MS
-        .iter()
-        .map(|ms| (*ms as f64 / 1000.0).to_string())
-        .collect();
-    out.family(
-        "discore_heartbeat_latency_seconds",
-        "histogram",
-        "Heartbeat round trips (heartbeat to ACK).",
-    );
-    for (id, shard) in &shards {
-        if let Some(latency) = &shard.latency {
-            out.histogram(
-                "discore_heartbeat_latency_seconds",
-                &[("shard", id)],
-                &bounds,
-                &latency.buckets,
-                latency.sum.map(|d| d.as_secs_f64()),
-            );
+    {
+        let mut metric = e.encode_descriptor(
+            "discore_heartbeat_latency_seconds",
+            "Heartbeat round trips (heartbeat to ACK).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (id, shard) in &shards {
+            // A histogram without its sum is left out: the encoder always
+            // writes `_sum`, and inventing one would mislead averages.
+            let Some(latency) = &shard.latency else {
+                continue;
+            };
+            let Some(sum) = latency.sum else {
+                continue;
+            };
+            let bounds = Latency::BUCKETS_MS.iter().map(|ms| *ms as f64 / 1000.0);
+            let buckets = buckets(bounds, &latency.buckets);
+            let count = latency.buckets.iter().sum();
+            metric
+                .encode_family(&[("shard", id.as_str())])?
+                .encode_histogram::<NoLabelSet>(sum.as_secs_f64(), count, &buckets, None)?;
         }
     }
-    out.per_shard(
+    per_shard(
+        e,
         &shards,
-        "discore_heartbeat_last_latency_seconds",
-        "gauge",
-        "The most recent heartbeat round trip.",
+        (
+            "discore_heartbeat_last_latency_seconds",
+            Gauge,
+            "The most recent heartbeat round trip.",
+        ),
         |s| s.latency.as_ref()?.last.map(|d| d.as_secs_f64()),
-    );
+    )?;
 
-    out.family(
-        "discore_events_received_total",
-        "counter",
-        "Dispatches received, by event name.",
-    );
-    for (id, shard) in &shards {
-        for (event, count) in &shard.events_by_type {
-            out.sample(
-                "discore_events_received_total",
-                &[("shard", id), ("event", event)],
-                count,
-            );
+    {
+        let mut metric = e.encode_descriptor(
+            "discore_events_received",
+            "Dispatches received, by event name.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (id, shard) in &shards {
+            for (event, count) in &shard.events_by_type {
+                counter(
+                    &mut metric,
+                    &(
+                        [("shard", id.as_str())],
+                        [("event", Escaped(event.as_str()))],
+                    ),
+                    *count,
+                )?;
+            }
         }
     }
-    out.family(
-        "discore_reconnects_total",
-        "counter",
-        "Reconnects after a lost connection, by kind: resume or new_session.",
-    );
-    for (id, shard) in &shards {
-        out.sample(
-            "discore_reconnects_total",
-            &[("shard", id), ("kind", "resume")],
-            shard.reconnects_resumed,
-        );
-        out.sample(
-            "discore_reconnects_total",
-            &[("shard", id), ("kind", "new_session")],
-            shard.reconnects_new_session,
-        );
+    {
+        let mut metric = e.encode_descriptor(
+            "discore_reconnects",
+            "Reconnects after a lost connection, by kind: resume or new_session.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (id, shard) in &shards {
+            counter(
+                &mut metric,
+                &[("shard", id.as_str()), ("kind", "resume")],
+                shard.reconnects_resumed,
+            )?;
+            counter(
+                &mut metric,
+                &[("shard", id.as_str()), ("kind", "new_session")],
+                shard.reconnects_new_session,
+            )?;
+        }
     }
-    out.per_shard(
+    per_shard(
+        e,
         &shards,
-        "discore_resumes_total",
-        "counter",
-        "Successful resumes, after reconnects and of handed-off sessions.",
+        (
+            "discore_resumes",
+            Counter,
+            "Successful resumes, after reconnects and of handed-off sessions.",
+        ),
         |s| Some(s.resumes),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_identifies_total",
-        "counter",
-        "Identifies sent (each spends one of the daily budget).",
+        (
+            "discore_identifies",
+            Counter,
+            "Identifies sent (each spends one of the daily budget).",
+        ),
         |s| Some(s.identifies),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_shard_restarts_total",
-        "counter",
-        "Restarts of the shard's actor after crashes.",
+        (
+            "discore_shard_restarts",
+            Counter,
+            "Restarts of the shard's actor after crashes.",
+        ),
         |s| Some(s.restarts),
-    );
-    out.family(
-        "discore_close_codes_total",
-        "counter",
-        "Close codes the gateway sent, by code.",
-    );
-    for (id, shard) in &shards {
-        for (code, count) in &shard.close_codes {
-            out.sample(
-                "discore_close_codes_total",
-                &[("shard", id), ("code", &code.to_string())],
-                count,
-            );
+    )?;
+    {
+        let mut metric = e.encode_descriptor(
+            "discore_close_codes",
+            "Close codes the gateway sent, by code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (id, shard) in &shards {
+            for (code, count) in &shard.close_codes {
+                counter(
+                    &mut metric,
+                    &[("shard", id.as_str()), ("code", code.to_string().as_str())],
+                    *count,
+                )?;
+            }
         }
     }
-    out.per_shard(
+    per_shard(
+        e,
         &shards,
-        "discore_last_close_code",
-        "gauge",
-        "The last close code the gateway sent (absent before the first).",
-        |s| s.last_close_code,
-    );
-    out.per_shard(
+        (
+            "discore_last_close_code",
+            Gauge,
+            "The last close code the gateway sent (absent before the first).",
+        ),
+        |s| s.last_close_code.map(u32::from),
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_commands_queued",
-        "gauge",
-        "Commands waiting to be sent.",
+        (
+            "discore_commands_queued",
+            Gauge,
+            "Commands waiting to be sent.",
+        ),
         |s| Some(s.commands_queued),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_rate_limit_waits_total",
-        "counter",
-        "Times a command had to wait for the gateway rate limiter.",
+        (
+            "discore_rate_limit_waits",
+            Counter,
+            "Times a command had to wait for the gateway rate limiter.",
+        ),
         |s| Some(s.rate_limit_waits),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_events_outstanding",
-        "gauge",
-        "Delivered events subscribers still hold (delivery credits out).",
+        (
+            "discore_events_outstanding",
+            Gauge,
+            "Delivered events subscribers still hold (delivery credits out).",
+        ),
         |s| Some(s.events_outstanding),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_inbound_wire_bytes_total",
-        "counter",
-        "Bytes read from the socket, compressed when compression is on.",
+        (
+            "discore_inbound_wire_bytes",
+            Counter,
+            "Bytes read from the socket, compressed when compression is on.",
+        ),
         |s| Some(s.inbound_wire_bytes),
-    );
-    out.per_shard(
+    )?;
+    per_shard(
+        e,
         &shards,
-        "discore_inbound_inflated_bytes_total",
-        "counter",
-        "Payload bytes after decompression.",
+        (
+            "discore_inbound_inflated_bytes",
+            Counter,
+            "Payload bytes after decompression.",
+        ),
         |s| Some(s.inbound_inflated_bytes),
-    );
+    )?;
 
     if let Some(identify) = &snapshot.identify {
-        out.family(
-            "discore_identify_slots_granted_total",
-            "counter",
+        e.encode_descriptor(
+            "discore_identify_slots_granted",
             "Identify slots the identify queue granted.",
-        );
-        out.sample(
-            "discore_identify_slots_granted_total",
-            &[],
-            identify.granted,
-        );
-        out.family(
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, u64>(&identify.granted, None)?;
+        fleet_gauge(
+            e,
             "discore_identify_queue_waiting",
-            "gauge",
             "Shards waiting for an identify slot.",
-        );
-        out.sample("discore_identify_queue_waiting", &[], identify.waiting);
-        let bounds: Vec<String> = IDENTIFY_WAIT_BUCKETS.iter().map(f64::to_string).collect();
-        out.family(
+            identify.waiting,
+        )?;
+        let buckets = buckets(IDENTIFY_WAIT_BUCKETS.into_iter(), &identify.wait_buckets);
+        e.encode_descriptor(
             "discore_identify_queue_wait_seconds",
-            "histogram",
             "Time shards waited for an identify slot.",
-        );
-        out.histogram(
-            "discore_identify_queue_wait_seconds",
-            &[],
-            &bounds,
-            &identify.wait_buckets,
-            Some(identify.wait_sum.as_secs_f64()),
-        );
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<NoLabelSet>(
+            identify.wait_sum.as_secs_f64(),
+            identify.wait_buckets.iter().sum(),
+            &buckets,
+            None,
+        )?;
         if let Some(remaining) = identify.budget_remaining {
-            out.family(
+            fleet_gauge(
+                e,
                 "discore_identify_budget_remaining",
-                "gauge",
                 "Identifies left in the daily session start budget.",
-            );
-            out.sample("discore_identify_budget_remaining", &[], remaining);
+                remaining,
+            )?;
         }
         if let Some(total) = identify.budget_total {
-            out.family(
+            fleet_gauge(
+                e,
                 "discore_identify_budget_limit",
-                "gauge",
                 "The daily session start budget after a reset.",
-            );
-            out.sample("discore_identify_budget_limit", &[], total);
+                total,
+            )?;
         }
     }
-    out.0
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::render;
+    use super::encode;
     use crate::snapshot::{FleetSnapshot, LatencySnapshot, ShardSnapshot, TileState};
     use std::time::Duration;
 
@@ -358,29 +532,56 @@ mod tests {
             average: Some(Duration::from_millis(20)),
             samples: 3,
             buckets: vec![1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0],
-            sum: None,
+            sum: Some(Duration::from_millis(45)),
         });
         shard.events_by_type.insert("WEIRD\"\\\nNAME".into(), 2);
-        let text = render(&FleetSnapshot {
+        let text = encode(FleetSnapshot {
             total: 4,
             shards: vec![shard],
             ..FleetSnapshot::default()
-        });
+        })
+        .expect("encodes");
         assert!(
-            text.contains("discore_heartbeat_latency_seconds_bucket{shard=\"3\",le=\"0.005\"} 1\n")
+            text.contains("discore_heartbeat_latency_seconds_bucket{le=\"0.005\",shard=\"3\"} 1\n"),
+            "{text}"
         );
         assert!(
-            text.contains("discore_heartbeat_latency_seconds_bucket{shard=\"3\",le=\"0.025\"} 3\n")
+            text.contains("discore_heartbeat_latency_seconds_bucket{le=\"0.025\",shard=\"3\"} 3\n")
         );
         assert!(
-            text.contains("discore_heartbeat_latency_seconds_bucket{shard=\"3\",le=\"+Inf\"} 3\n")
+            text.contains("discore_heartbeat_latency_seconds_bucket{le=\"+Inf\",shard=\"3\"} 3\n")
         );
         assert!(text.contains("discore_heartbeat_latency_seconds_count{shard=\"3\"} 3\n"));
+        assert!(text.contains("discore_heartbeat_latency_seconds_sum{shard=\"3\"} 0.045\n"));
         assert!(
             text.contains("event=\"WEIRD\\\"\\\\\\nNAME\"} 2\n"),
             "{text}"
         );
+        assert!(text.contains("# TYPE discore_events_received counter\n"));
         assert!(text.contains("discore_shard_state{shard=\"3\",state=\"active\"} 1\n"));
         assert!(text.contains("discore_shard_state{shard=\"3\",state=\"failed\"} 0\n"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_latency_without_its_sum_is_left_out() {
+        let mut shard = ShardSnapshot::bare(0, 1, TileState::Active);
+        shard.latency = Some(LatencySnapshot {
+            last: Some(Duration::from_millis(20)),
+            buckets: vec![0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            sum: None,
+            ..LatencySnapshot::default()
+        });
+        let text = encode(FleetSnapshot {
+            total: 1,
+            shards: vec![shard],
+            ..FleetSnapshot::default()
+        })
+        .expect("encodes");
+        assert!(
+            !text.contains("discore_heartbeat_latency_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("discore_heartbeat_last_latency_seconds{shard=\"0\"} 0.02\n"));
     }
 }

@@ -27,7 +27,7 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 
 /// A snapshot with the rates measured when it was taken.
 struct Sampled {
-    snapshot: FleetSnapshot,
+    snapshot: Arc<FleetSnapshot>,
     rates: HashMap<(u32, u32), f64>,
     taken_at: Instant,
     taken: SystemTime,
@@ -60,7 +60,7 @@ impl State {
             .map_err(|_| SourceError::Other("the snapshot cache is poisoned".into()))?;
         let rates = cache.1.update(now, &snapshot);
         let sampled = Arc::new(Sampled {
-            snapshot,
+            snapshot: Arc::new(snapshot),
             rates,
             taken_at: now,
             taken: SystemTime::now(),
@@ -136,17 +136,26 @@ async fn page_route(state: web::Data<State>) -> HttpResponse {
         .body(state.page.clone())
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: the OpenMetrics text format, by `prometheus-client`.
 async fn metrics_route(request: HttpRequest, state: web::Data<State>) -> HttpResponse {
     if !state.authorized(&request) {
         return unauthorized();
     }
-    match state.sample().await {
-        Ok(sampled) => HttpResponse::Ok()
+    let sampled = match state.sample().await {
+        Ok(sampled) => sampled,
+        Err(error) => return unavailable(&error),
+    };
+    match metrics::encode(Arc::clone(&sampled.snapshot)) {
+        Ok(text) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, metrics::CONTENT_TYPE))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(metrics::render(&sampled.snapshot)),
-        Err(error) => unavailable(&error),
+            .body(text),
+        Err(error) => {
+            log::error!("admin: the metrics did not encode: {error}");
+            HttpResponse::InternalServerError()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body("the metrics did not encode\n")
+        }
     }
 }
 

@@ -21,7 +21,7 @@
 //! started here), `SHARDS` (default 8), `RUN_FOR_SECS` (stop after that
 //! long, for a smoke run).
 
-use discore::{Intents, Token};
+use discore::{DiscoveryConfig, IdentifyConfig, IdentifyLimits, Intents, ManagerConfig, Token};
 use discore_cluster::{
     ClusterNode, ClusterRedis, EventBus, NodeConfig, ShutdownNode, cluster_status,
 };
@@ -60,10 +60,16 @@ async fn main() -> anyhow::Result<()> {
     bus.ensure_stream(Default::default()).await?;
 
     let token = Token::new(env("DISCORD_TOKEN", "mock-token"))?;
-    let config = NodeConfig::new(token, Intents::GUILDS | Intents::GUILD_MESSAGES, shards)
-        .rest_url(rest_url)
-        .max_concurrency(4)
-        .identify_window(Duration::from_secs(1))
+    // The bot's configuration as one process would have it; the node adds
+    // the cluster's parts (leases, Redis queue and sessions, the bus).
+    let manager = ManagerConfig::new(token, Intents::GUILDS | Intents::GUILD_MESSAGES)
+        .discovery(DiscoveryConfig::at(rest_url))
+        .identify(IdentifyConfig::in_memory(IdentifyLimits {
+            max_concurrency: Some(4),
+            window: Duration::from_secs(1),
+            ..IdentifyLimits::default()
+        }));
+    let config = NodeConfig::new(manager, shards)
         .lease_ttl(Duration::from_secs(3))
         .checkpoint_interval(Duration::from_millis(500))
         .status_interval(Duration::from_secs(1))

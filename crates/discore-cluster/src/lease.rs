@@ -161,6 +161,11 @@ impl LeaseClient {
         }
     }
 
+    /// The lease TTL.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The check a write for resource `id` under `token` must pass.
     pub(crate) fn fence(&self, id: u32, token: u64) -> Fence {
         Fence {
@@ -273,17 +278,18 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    //! Lease semantics against the real Redis of this machine.
+    //! Lease semantics against a real Redis (the test's own).
 
     use super::{LeaseClient, Want};
     use crate::redis_conn::ClusterRedis;
+    use discore_test_services::RedisServer;
     use std::time::{Duration, Instant};
 
-    async fn redis(test: &str) -> ClusterRedis {
+    async fn redis(server: &RedisServer, test: &str) -> ClusterRedis {
         let namespace = format!("t-lease-{test}-{:08x}", fastrand::u32(..));
-        match ClusterRedis::connect("redis://127.0.0.1:6379", &namespace).await {
+        match ClusterRedis::connect(&server.url(), &namespace).await {
             Ok(redis) => redis,
-            Err(error) => panic!("these tests need the real Redis at 127.0.0.1:6379: {error:?}"),
+            Err(error) => panic!("the test's redis-server does not answer: {error:?}"),
         }
     }
 
@@ -293,7 +299,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_held_lease_is_claimed_by_nobody_else_until_it_expires() {
-        let redis = redis("expiry").await;
+        let server = RedisServer::start().expect("redis-server starts");
+        let redis = redis(&server, "expiry").await;
         let ttl = Duration::from_millis(300);
         let a = client(&redis, "a", ttl);
         let b = client(&redis, "b", ttl);
@@ -340,7 +347,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn fair_shares_split_the_shards_and_a_release_frees_at_once() {
-        let redis = redis("share").await;
+        let server = RedisServer::start().expect("redis-server starts");
+        let redis = redis(&server, "share").await;
         let ttl = Duration::from_secs(5);
         let nodes: Vec<LeaseClient> = ["n1", "n2", "n3"]
             .into_iter()

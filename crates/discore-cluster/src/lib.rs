@@ -21,6 +21,7 @@
 //! ```no_run
 //! use discore_cluster::{ClusterNode, ClusterRedis, EventBus, NodeConfig, ShutdownNode};
 //! use discore_gateway::{Intents, Token};
+//! use discore_manager::ManagerConfig;
 //!
 //! #[actix::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +30,11 @@
 //!     let bus = EventBus::connect("nats://127.0.0.1:4222", "my-bot").await?;
 //!     bus.ensure_stream(Default::default()).await?;
 //!     let node = ClusterNode::start(
-//!         NodeConfig::new(token, Intents::GUILDS | Intents::GUILD_MESSAGES, 24).event_bus(bus),
+//!         NodeConfig::new(
+//!             ManagerConfig::new(token, Intents::GUILDS | Intents::GUILD_MESSAGES),
+//!             24,
+//!         )
+//!         .event_bus(bus),
 //!         redis,
 //!     )
 //!     .await?;
@@ -45,6 +50,8 @@ mod bus;
 mod error;
 mod identify;
 mod lease;
+mod lease_holder;
+mod namespace;
 mod node;
 mod redis_conn;
 mod session_store;

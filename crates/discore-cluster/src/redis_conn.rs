@@ -179,16 +179,7 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(namespace: &str) -> Result<Self, ClusterError> {
-        let valid = !namespace.is_empty()
-            && namespace.len() <= 128
-            && namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
-            return Err(ClusterError::InvalidConfig(format!(
-                "namespace {namespace:?} must be 1-128 characters of [A-Za-z0-9._-]"
-            )));
-        }
+        crate::namespace::validate(namespace)?;
         Ok(Self {
             namespace: namespace.into(),
             prefix: format!("discore:{{{namespace}}}:").into(),

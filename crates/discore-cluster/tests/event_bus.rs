@@ -5,23 +5,29 @@
 
 mod common;
 
-use common::{NATS_URL, Process, REDIS_URL};
+use common::Process;
 use discore_cluster::{CommandClient, RemoteCommandError, cluster_status};
 use discore_gateway::Command;
 use discore_manager::CommandTarget;
 use discore_mock::{MockServer, Target};
+use discore_test_services::{NatsServer, RedisServer};
 use std::{collections::BTreeMap, time::Duration};
 
 const TOTAL: u32 = 4;
 const EVENT: &str = "DISCORE_BUS_TEST";
 
-fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
+fn gateway(
+    name: &str,
+    services: &(RedisServer, NatsServer),
+    namespace: &str,
+    mock: &MockServer,
+) -> Process {
     Process::start(
         name,
         "gateway",
         &[
-            ("redis", REDIS_URL.to_owned()),
-            ("nats", NATS_URL.to_owned()),
+            ("redis", services.0.url()),
+            ("nats", services.1.url()),
             ("namespace", namespace.to_owned()),
             ("rest", mock.rest_url()),
             ("total", TOTAL.to_string()),
@@ -35,13 +41,13 @@ fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
     )
 }
 
-fn worker(name: &str, namespace: &str) -> Process {
+fn worker(name: &str, services: &(RedisServer, NatsServer), namespace: &str) -> Process {
     Process::start(
         name,
         "worker",
         &[
-            ("redis", REDIS_URL.to_owned()),
-            ("nats", NATS_URL.to_owned()),
+            ("redis", services.0.url()),
+            ("nats", services.1.url()),
             ("namespace", namespace.to_owned()),
             ("total", TOTAL.to_string()),
             ("node-id", name.to_owned()),
@@ -111,18 +117,19 @@ fn first_seen(all: &[Handled]) -> BTreeMap<u32, Vec<u64>> {
 async fn a_worker_fleet_gets_every_dispatch_once_in_order_and_survives_a_kill_9() {
     common::init_logging();
     let namespace = common::namespace("bus");
-    let redis = common::redis(&namespace).await;
-    let bus = common::bus(&namespace).await;
+    let services = (common::redis_server(), common::nats_server());
+    let redis = common::redis(&services.0, &namespace).await;
+    let bus = common::bus(&services.1, &namespace).await;
     let mock = common::mock(8, 4).await;
 
     let mut gateways = [
-        gateway("gw-a", &namespace, &mock),
-        gateway("gw-b", &namespace, &mock),
+        gateway("gw-a", &services, &namespace, &mock),
+        gateway("gw-b", &services, &namespace, &mock),
     ];
     let mut workers = vec![
-        worker("worker-1", &namespace),
-        worker("worker-2", &namespace),
-        worker("worker-3", &namespace),
+        worker("worker-1", &services, &namespace),
+        worker("worker-2", &services, &namespace),
+        worker("worker-3", &services, &namespace),
     ];
     common::wait_mock(&mock, "4 shards run", |seen| {
         common::live_shards(seen, TOTAL).len() == TOTAL as usize

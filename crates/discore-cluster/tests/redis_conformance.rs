@@ -11,7 +11,8 @@ use std::{cell::RefCell, sync::Arc, time::Duration};
 async fn the_redis_identify_queue_conforms() {
     common::init_logging();
     let base = common::namespace("queue");
-    let redis = common::redis(&base).await;
+    let server = common::redis_server();
+    let redis = common::redis(&server, &base).await;
     // A fresh namespace per queue the suite builds.
     let handed: RefCell<Vec<ClusterRedis>> = RefCell::new(Vec::new());
     let result = queue_conformance::run(|spec| {
@@ -39,7 +40,8 @@ async fn two_queues_on_one_bot_share_buckets_and_budget() {
     // Two processes' queues: bucket 0 is granted once per window across both.
     common::init_logging();
     let namespace = common::namespace("shared-queue");
-    let redis = common::redis(&namespace).await;
+    let server = common::redis_server();
+    let redis = common::redis(&server, &namespace).await;
     let window = Duration::from_millis(80);
     let a = RedisIdentifyQueue::with_window(&redis, 2, window);
     let b = RedisIdentifyQueue::with_window(&redis, 2, window);
@@ -85,7 +87,8 @@ async fn two_queues_on_one_bot_share_buckets_and_budget() {
 async fn the_redis_session_stores_conform() {
     common::init_logging();
     let namespace = common::namespace("sessions");
-    let redis = common::redis(&namespace).await;
+    let server = common::redis_server();
+    let redis = common::redis(&server, &namespace).await;
     session_store::conformance::run(Arc::new(RedisSessionStore::new(&redis)))
         .await
         .expect("the immediate redis store passes the conformance suite");

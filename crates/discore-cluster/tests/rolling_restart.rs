@@ -15,12 +15,13 @@ use common::fleet::{all_live_once, assert_clean, gateway, settled};
 async fn a_rolling_restart_of_every_process_costs_no_identify() {
     common::init_logging();
     let namespace = common::namespace("rolling");
-    let redis = common::redis(&namespace).await;
+    let server = common::redis_server();
+    let redis = common::redis(&server, &namespace).await;
     let mock = common::mock(48, 4).await;
 
     let mut old: Vec<Process> = ["node-a", "node-b", "node-c"]
         .into_iter()
-        .map(|name| gateway(name, &namespace, &mock))
+        .map(|name| gateway(name, &server.url(), &namespace, &mock))
         .collect();
     common::wait_mock(&mock, "24 shards run once each", all_live_once).await;
     settled(&redis, &["node-a", "node-b", "node-c"]).await;
@@ -33,7 +34,7 @@ async fn a_rolling_restart_of_every_process_costs_no_identify() {
         // Surge: the replacement takes its share from the others by
         // hand-over, then the old process hands its shards over and stops.
         let replacement = format!("{}-2", process.name);
-        new.push(gateway(&replacement, &namespace, &mock));
+        new.push(gateway(&replacement, &server.url(), &namespace, &mock));
         live.push(replacement);
         let names: Vec<&str> = live.iter().map(String::as_str).collect();
         settled(&redis, &names).await;

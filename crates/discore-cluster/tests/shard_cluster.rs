@@ -16,13 +16,14 @@ use common::fleet::{LEASE_TTL_MS, TOTAL, all_live_once, assert_clean, gateway, s
 async fn three_processes_share_24_shards_and_take_over_a_killed_one() {
     common::init_logging();
     let namespace = common::namespace("shards");
-    let redis = common::redis(&namespace).await;
+    let server = common::redis_server();
+    let redis = common::redis(&server, &namespace).await;
     let mock = common::mock(48, 4).await;
 
     let started = Instant::now();
     let mut nodes: Vec<Process> = ["node-a", "node-b", "node-c"]
         .into_iter()
-        .map(|name| gateway(name, &namespace, &mock))
+        .map(|name| gateway(name, &server.url(), &namespace, &mock))
         .collect();
     common::wait_mock(&mock, "24 shards run once each", all_live_once).await;
     let status = settled(&redis, &["node-a", "node-b", "node-c"]).await;

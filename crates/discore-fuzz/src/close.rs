@@ -173,6 +173,7 @@ pub fn close(data: &[u8]) {
         invalid_session_delay: Duration::from_millis(10)..=Duration::from_millis(50),
         hello_timeout: Duration::from_millis(500),
         resume_url_attempts,
+        ..MachineConfig::default()
     };
     let longest_delay = cap.max(Duration::from_millis(50));
     let mut harness = Harness {

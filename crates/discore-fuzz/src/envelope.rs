@@ -8,7 +8,11 @@ use discore_protocol::{
     Envelope, OpCode,
     inbound::{Hello, ReadySession},
 };
+use serde::de::DeserializeSeed as _;
 use serde_json::value::RawValue;
+use twilight_model::gateway::event::{
+    DispatchEventWithTypeDeserializer, GatewayEvent, GatewayEventDeserializer,
+};
 
 /// Fuzz body: one received (inflated) payload.
 ///
@@ -18,7 +22,8 @@ use serde_json::value::RawValue;
 /// dispatch becomes
 /// a [`Dispatch`] under its own name, raw exactly when twilight-model does
 /// not know the name or the payload does not match the model, and an error
-/// only for a frame that is not JSON.
+/// only for a frame that is not JSON; and the typed event is exactly
+/// twilight-model's parse of the same data.
 pub fn envelope(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -35,7 +40,7 @@ pub fn envelope(data: &[u8]) {
     };
     agrees_with_strict(&envelope, strict.as_ref().ok());
     match envelope.op {
-        OpCode::Dispatch => dispatch(&envelope, strict.is_ok()),
+        OpCode::Dispatch => dispatch(text, &envelope, strict.is_ok()),
         OpCode::InvalidSession => {
             let _resumable = envelope.data_as::<bool>().unwrap_or(false);
         }
@@ -72,7 +77,7 @@ fn agrees_with_strict(fast: &Envelope<'_>, strict: Option<&Envelope<'_>>) {
     assert_eq!(fast_text, strict_text, "the same data");
 }
 
-fn dispatch(envelope: &Envelope<'_>, valid_json: bool) {
+fn dispatch(frame: &str, envelope: &Envelope<'_>, valid_json: bool) {
     let name = envelope.event_name.as_deref().unwrap_or_default();
     if envelope.sequence.is_none() {
         // The shard treats it as a protocol error and reconnects.
@@ -123,7 +128,60 @@ fn dispatch(envelope: &Envelope<'_>, valid_json: bool) {
             }
         }
     }
+    if valid_json {
+        agrees_with_twilight(frame, envelope, name, kind, &event);
+    }
     let _ = format!("{event:?}");
+}
+
+/// discore's one-pass typed parse gives exactly twilight-model's result
+/// for the same data: the same event where twilight-model reads one, and
+/// raw data where it refuses the data. Whole-frame parses are compared too
+/// when twilight-model's envelope scan (a string search) reads the same
+/// `op`, `s` and `t` as the strict parser.
+fn agrees_with_twilight(
+    frame: &str,
+    envelope: &Envelope<'_>,
+    name: &str,
+    kind: Option<EventType>,
+    event: &Dispatch,
+) {
+    let Some(known_name) = kind.and_then(EventType::name) else {
+        return;
+    };
+    let data = envelope
+        .data
+        .map_or(Ok(RawValue::NULL), |data| data.raw())
+        .expect("valid data reads");
+    let mut json = serde_json::Deserializer::from_str(data.get());
+    let theirs = DispatchEventWithTypeDeserializer::new(known_name)
+        .deserialize(&mut json)
+        .and_then(|event| json.end().map(|()| event));
+    match (&theirs, event) {
+        (Ok(theirs), Dispatch::Known { event: ours, .. }) => {
+            assert_eq!(theirs, ours, "{name}: the same event as twilight-model's");
+        }
+        (Err(_), Dispatch::Raw(_)) => {}
+        (theirs, ours) => panic!("{name}: twilight-model {theirs:?}, discore {ours:?}"),
+    }
+    let Some(scan) = GatewayEventDeserializer::from_json(frame) else {
+        return;
+    };
+    let same_envelope = scan.op() == 0
+        && scan.sequence() == envelope.sequence
+        && scan.event_type() == envelope.event_name.as_deref();
+    if !same_envelope {
+        return;
+    }
+    let mut json = serde_json::Deserializer::from_str(frame);
+    if let Ok(GatewayEvent::Dispatch(_, whole)) = scan.deserialize(&mut json)
+        && let Dispatch::Known { event: ours, .. } = event
+    {
+        assert_eq!(
+            &whole, ours,
+            "{name}: the same event as twilight-model's whole-frame parse"
+        );
+    }
 }
 
 #[cfg(test)]

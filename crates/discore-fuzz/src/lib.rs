@@ -5,7 +5,7 @@
 //!
 //! | function | what it drives |
 //! |---|---|
-//! | [`envelope()`] | a text frame: UTF-8, `Envelope::peek`, then what the shard does with each opcode, down to `Dispatch::parse` |
+//! | [`envelope()`] | a text frame: UTF-8, `Envelope::peek`, then what the shard does with each opcode, down to `Dispatch::from_data`, whose typed event must equal twilight-model's parse of the same data |
 //! | [`zlib_stream()`], [`zstd_stream()`] | one connection's `Inflater` fed a sequence of frames, then each inflated payload through [`envelope()`] |
 //! | [`close()`] | the IO-free `Machine` driven by a script of events, close frames decoded by the WebSocket codec |
 //! | [`commands()`] | Identify, Resume, Heartbeat and every user command built from arbitrary values, encoded and read back |

@@ -185,23 +185,37 @@ pub enum CommandError {
     ShardStopped,
 }
 
+/// One line each, ending in what to do next.
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooLarge { size } => write!(
                 f,
-                "command payload is {size} bytes, over the gateway's {MAX_CLIENT_PAYLOAD_BYTES}-byte limit"
+                "command payload is {size} bytes, over the gateway's \
+                 {MAX_CLIENT_PAYLOAD_BYTES}-byte limit: split it into smaller commands"
             ),
-            Self::QueueFull { capacity } => {
-                write!(f, "command queue is full ({capacity} commands waiting)")
-            }
-            Self::InvalidRaw(reason) => write!(f, "invalid raw command: {reason}"),
+            Self::QueueFull { capacity } => write!(
+                f,
+                "command queue is full ({capacity} commands waiting): send more slowly, \
+                 or raise ShardConfig::command_queue_capacity"
+            ),
+            Self::InvalidRaw(reason) => write!(
+                f,
+                "invalid raw command ({reason}): send a JSON object with a user command's \
+                 op and its d"
+            ),
+            Self::Encode(reason) => write!(
+                f,
+                "command failed to encode ({reason}): check the command's fields"
+            ),
+            Self::ShardStopped => f.write_str(
+                "the shard has stopped: send to a running shard (its exit cause says why it stopped)",
+            ),
             Self::NonceTooLong { bytes } => write!(
                 f,
-                "request guild members nonce is {bytes} bytes, over the gateway's {MAX_NONCE_BYTES}-byte limit"
+                "request guild members nonce is {bytes} bytes, over the gateway's \
+                 {MAX_NONCE_BYTES}-byte limit: use a shorter nonce"
             ),
-            Self::Encode(reason) => write!(f, "command failed to encode: {reason}"),
-            Self::ShardStopped => f.write_str("the shard has stopped"),
         }
     }
 }

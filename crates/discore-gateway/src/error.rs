@@ -37,18 +37,28 @@ impl ShardStartError {
     }
 }
 
+/// One line each, ending in what to do next.
 impl fmt::Display for ShardStartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Failed(reason) => write!(f, "the gateway refused the shard: {reason}"),
-            Self::InvalidGatewayUrl(reason) => write!(f, "invalid gateway url: {reason}"),
-            Self::Unreachable { attempts } => {
-                write!(f, "the gateway could not be reached in {attempts} attempts")
-            }
-            Self::Stopped => f.write_str("the shard was stopped before it was ready"),
+            Self::InvalidGatewayUrl(reason) => write!(
+                f,
+                "invalid gateway url ({reason}): give a ws:// or wss:// url with a host, \
+                 such as wss://gateway.discord.gg"
+            ),
+            Self::Unreachable { attempts } => write!(
+                f,
+                "the gateway could not be reached in {attempts} attempts: \
+                 check the network and the gateway url"
+            ),
+            Self::Stopped => f.write_str(
+                "the shard was stopped before it was ready: start a new one if the stop was not meant",
+            ),
             Self::IdentifyTooLarge { size } => write!(
                 f,
-                "the identify payload is {size} bytes, over the gateway's 4096-byte limit"
+                "the identify payload is {size} bytes, over the gateway's 4096-byte limit: \
+                 shorten the presence or the client properties"
             ),
         }
     }

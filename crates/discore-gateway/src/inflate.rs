@@ -2,6 +2,7 @@
 //! connection, output into a reused buffer, bounded by the inbound maximum so
 //! a decompression bomb is an error and never unbounded memory.
 
+use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 use std::{cell::Cell, fmt};
 use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
@@ -174,6 +175,42 @@ impl Inflater {
 }
 
 impl Inflater {
+    /// As [`push`](Self::push), for a message in a shared buffer: returns
+    /// the payload as a shared buffer too, so that slices of it (the data
+    /// of a dispatch) can outlive the call without a copy. An uncompressed
+    /// message is returned as it is; an inflated one takes the output
+    /// buffer along, trimmed to the payload so that whoever keeps a slice
+    /// does not keep the room the inflater grew. Hand the payload back with
+    /// [`reclaim`](Self::reclaim) once it has been read.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub fn push_shared(&mut self, message: Bytes) -> Result<Option<Bytes>, InflateError> {
+        if !self.is_compressed() {
+            return Ok(Some(message));
+        }
+        if self.push(&message)?.is_none() {
+            return Ok(None);
+        }
+        let mut output = std::mem::take(&mut self.output);
+        // Shrinking in place: the allocator splits the block, nothing moves.
+        output.shrink_to_fit();
+        Ok(Some(Bytes::from(output)))
+    }
+
+    /// Takes back the buffer of a payload [`push_shared`](Self::push_shared)
+    /// returned, when nothing else holds a slice of it, for the next
+    /// message; otherwise the holders keep it and it is freed with them.
+    pub fn reclaim(&mut self, payload: Bytes) {
+        if !self.is_compressed() || self.output.capacity() != 0 {
+            return;
+        }
+        if let Ok(buffer) = payload.try_into_mut() {
+            self.output = Vec::from(buffer);
+        }
+    }
+
     /// Hands the output buffer to the thread's spare slot once the payload
     /// [`push`](Self::push) returned has been consumed; the next `push` on
     /// this thread, for any connection, takes it back. Optional: without
@@ -470,6 +507,42 @@ mod tests {
         for (frame, expected) in zstd_messages(&refs).iter().zip(&payloads) {
             assert_eq!(inflater.push(frame).expect("inflates"), Some(&expected[..]));
         }
+    }
+
+    /// A shared payload is the inflated message, in a buffer trimmed to
+    /// it; a plain one is the message itself, not a copy.
+    #[test]
+    fn shared_payloads_are_exact_and_reclaimed_when_unshared() {
+        let payloads: Vec<Vec<u8>> = (0..4)
+            .map(|i| format!(r#"{{"op":0,"s":{i},"d":"{}"}}"#, "w".repeat(i * 300)).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        for (kind, frames) in [
+            (Compression::ZlibStream, zlib_messages(&refs)),
+            (Compression::ZstdStream, zstd_messages(&refs)),
+        ] {
+            let mut inflater = Inflater::new(kind, 1 << 20).expect("inflater");
+            let mut kept = Vec::new();
+            for (i, (frame, expected)) in frames.iter().zip(&payloads).enumerate() {
+                let payload = inflater
+                    .push_shared(bytes::Bytes::copy_from_slice(frame))
+                    .expect("inflates")
+                    .expect("complete");
+                assert_eq!(&payload[..], &expected[..], "{kind:?}");
+                if i % 2 == 0 {
+                    kept.push(payload.slice(1..payload.len() - 1));
+                }
+                inflater.reclaim(payload);
+                inflater.recycle();
+            }
+            for (slice, expected) in kept.iter().zip(payloads.iter().step_by(2)) {
+                assert_eq!(&slice[..], &expected[1..expected.len() - 1]);
+            }
+        }
+        let mut plain = Inflater::new(Compression::None, 1 << 10).expect("inflater");
+        let message = bytes::Bytes::from_static(b"{}");
+        let payload = plain.push_shared(message.clone()).expect("plain");
+        assert_eq!(payload.map(|p| p.as_ptr()), Some(message.as_ptr()));
     }
 
     #[test]

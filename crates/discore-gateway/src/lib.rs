@@ -58,6 +58,8 @@ mod shard;
 mod transport;
 
 pub use backoff::Backoff;
+/// The shared byte buffer of [`GatewayEvent::raw_data_shared`].
+pub use bytes::Bytes;
 
 pub use command::{Command, CommandError, EncodedCommand, RequestGuildMembers, SendCommand};
 pub use config::{DISCORD_GATEWAY_URL, ShardConfig};

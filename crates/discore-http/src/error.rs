@@ -9,12 +9,15 @@ pub enum HttpError {
     /// 401: Discord rejected the bot token. Every call will fail the same way
     /// until the token is replaced.
     #[error(
-        "the bot token was rejected (401 Unauthorized): check the token, it may have been reset"
+        "the bot's token was refused (401 Unauthorized): check DISCORD_TOKEN (a token reset in the Developer Portal must be replaced)"
     )]
     Unauthorized,
     /// 429, still rate limited after the allowed attempts, or asked to wait
     /// longer than the configured maximum.
-    #[error("rate limited on {route}: retry after {retry_after:?} ({attempts} attempts made)")]
+    #[error(
+        "rate limited on {route} after {attempts} attempts (Discord asks to wait {retry_after:?}): \
+         retry later, or allow more with RestClientBuilder::max_attempts and max_retry_after"
+    )]
     RateLimited {
         /// The route, such as `/gateway/bot`.
         route: String,
@@ -24,7 +27,11 @@ pub enum HttpError {
         attempts: u32,
     },
     /// Any other unsuccessful status.
-    #[error("request to {route} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error(
+        "request to {route} answered {status}{}: {}",
+        message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(),
+        status_advice(*status)
+    )]
     Status {
         /// The route.
         route: String,
@@ -34,7 +41,7 @@ pub enum HttpError {
         message: Option<String>,
     },
     /// The request did not complete: connection, TLS, timeout.
-    #[error("request to {route} failed: {reason}")]
+    #[error("request to {route} failed ({reason}): check the network and the REST base url")]
     Transport {
         /// The route.
         route: String,
@@ -42,7 +49,9 @@ pub enum HttpError {
         reason: String,
     },
     /// The response body was not the expected JSON.
-    #[error("unexpected response body from {route}: {reason}")]
+    #[error(
+        "unexpected response body from {route} ({reason}): check that the REST base url is Discord's API"
+    )]
     InvalidBody {
         /// The route.
         route: String,
@@ -50,11 +59,26 @@ pub enum HttpError {
         reason: String,
     },
     /// The base URL is not an `http://` or `https://` URL with a host.
-    #[error("invalid REST base url: {0}")]
+    #[error(
+        "invalid REST base url {0}: give an http:// or https:// url with a host, such as https://discord.com/api/v10"
+    )]
     InvalidBaseUrl(String),
     /// The TLS configuration could not be built.
-    #[error("TLS setup failed: {0}")]
+    #[error("TLS setup failed ({0}): check the TLS configuration and its root certificates")]
     Tls(String),
+}
+
+/// What to do after an unsuccessful status, by what Discord means with it
+/// (<https://discord.com/developers/docs/topics/opcodes-and-status-codes#http>).
+fn status_advice(status: u16) -> &'static str {
+    match status {
+        400 => "check the request's fields",
+        403 => "the bot lacks a permission or access for this: grant it, or skip the call",
+        404 => "check the ids in the route",
+        405 | 415 => "check the method and the request body",
+        500..=599 => "Discord had a problem: retry later",
+        _ => "check the request",
+    }
 }
 
 impl HttpError {
@@ -105,7 +129,8 @@ mod tests {
         assert!(errors[0].to_string().contains("401"));
         assert_eq!(
             errors[3].to_string(),
-            "request to /gateway/bot answered 403: Missing Access"
+            "request to /gateway/bot answered 403 (Missing Access): the bot lacks a permission \
+             or access for this: grant it, or skip the call"
         );
     }
 

@@ -33,6 +33,15 @@ pub enum ShardCount {
         /// The bot's total shard count.
         total: u32,
     },
+    /// No shard at start, out of `total`: shards join and leave at run time
+    /// with [`AdoptShard`](crate::AdoptShard) and
+    /// [`ReleaseShard`](crate::ReleaseShard) (a cluster node that follows
+    /// its leases). Part of a bot, like [`ShardCount::Range`], so it needs
+    /// [`ReshardMode::Disabled`].
+    Adopted {
+        /// The bot's total shard count.
+        total: u32,
+    },
 }
 
 impl ShardCount {
@@ -40,6 +49,7 @@ impl ShardCount {
     pub(crate) fn range(&self) -> Option<(Range<u32>, u32)> {
         match self {
             Self::Range { ids, total } => Some((ids.clone(), *total)),
+            Self::Adopted { total } => Some((0..0, *total)),
             Self::Auto | Self::Fixed(_) => None,
         }
     }
@@ -448,6 +458,28 @@ impl ManagerConfig {
         self
     }
 
+    /// The bot's token, for a caller that builds on this configuration (a
+    /// cluster node asks `GET /gateway/bot` once for all its shards).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// Where the gateway is discovered.
+    pub fn discovery_settings(&self) -> &DiscoveryConfig {
+        &self.discovery
+    }
+
+    /// The identify queue and its order (a cluster node builds its shared
+    /// queue with these limits).
+    pub fn identify_settings(&self) -> &IdentifyConfig {
+        &self.identify
+    }
+
+    /// The session settings, if sessions are kept.
+    pub fn session_settings(&self) -> Option<&SessionConfig> {
+        self.sessions.as_ref()
+    }
+
     /// The configuration with every "counts as" of the documentation
     /// applied, so the manager uses the values as they are.
     pub(crate) fn normalized(mut self) -> Self {
@@ -470,7 +502,18 @@ impl ManagerConfig {
     /// Rejects a configuration that cannot work.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         match &self.shard_count {
-            ShardCount::Fixed(0) => return Err(ConfigError::NoShards),
+            ShardCount::Fixed(0) | ShardCount::Adopted { total: 0 } => {
+                return Err(ConfigError::NoShards);
+            }
+            ShardCount::Adopted { total } => {
+                if self.resharding.mode != ReshardMode::Disabled {
+                    return Err(ConfigError::RangeReshards {
+                        ids: 0..0,
+                        total: *total,
+                        mode: self.resharding.mode,
+                    });
+                }
+            }
             ShardCount::Range { ids, total } => {
                 if *total == 0 || ids.is_empty() || ids.end > *total {
                     return Err(ConfigError::RangeOutsideTotal {

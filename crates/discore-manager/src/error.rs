@@ -12,7 +12,9 @@ use std::ops::Range;
 pub enum ManagerError {
     /// `GET /gateway/bot` failed (a rejected token is
     /// [`HttpError::Unauthorized`]).
-    #[error("asking discord for the gateway failed")]
+    #[error(
+        "asking Discord for the gateway (GET /gateway/bot) failed, so the fleet did not start: fix the cause that follows"
+    )]
     Discovery(#[from] HttpError),
     /// The configuration cannot work.
     #[error("invalid manager configuration: {0}")]
@@ -32,9 +34,36 @@ pub enum ManagerError {
         /// Why.
         failure: ShardFailure,
     },
+    /// An [`AdoptShard`](crate::AdoptShard) request this manager cannot
+    /// carry out.
+    #[error("cannot adopt shard {shard}: {refusal}")]
+    AdoptRefused {
+        /// The shard.
+        shard: ShardId,
+        /// Why.
+        refusal: AdoptRefusal,
+    },
     /// The manager was shut down.
-    #[error("the manager has stopped")]
+    #[error("the manager has stopped: start a new ShardManager to go on")]
     Stopped,
+}
+
+/// Why an [`AdoptShard`](crate::AdoptShard) request was refused.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdoptRefusal {
+    /// The shard's total is not the serving fleet's.
+    #[error("the fleet has {fleet} shards in all")]
+    OtherTotal {
+        /// The serving fleet's total.
+        fleet: u32,
+    },
+    /// The manager is re-sharding by itself; its fleets are its own.
+    #[error("the manager is re-sharding")]
+    Resharding,
+    /// A release of the shard is under way; adopt it once that answered.
+    #[error("it is being released")]
+    Releasing,
 }
 
 /// Why a [`ManagerConfig`](crate::ManagerConfig) cannot work.
@@ -42,10 +71,12 @@ pub enum ManagerError {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `ShardCount::Fixed(0)`.
-    #[error("a fleet needs at least one shard")]
+    #[error("a fleet needs at least one shard: use ShardCount::Auto, or a count above 0")]
     NoShards,
     /// A `ShardCount::Range` that is empty or exceeds its total.
-    #[error("shard range {ids:?} of {total} is empty or exceeds the total")]
+    #[error(
+        "shard range {ids:?} of {total} is empty or exceeds the total: pick ids from 0 to {total} (excluded)"
+    )]
     RangeOutsideTotal {
         /// The shard ids.
         ids: Range<u32>,
@@ -68,7 +99,9 @@ pub enum ConfigError {
         mode: ReshardMode,
     },
     /// The gateway URL is not a `ws://` or `wss://` URL with a host.
-    #[error("gateway url {0} is not a ws:// or wss:// url")]
+    #[error(
+        "gateway url {0} is not a ws:// or wss:// url: give one with a host, such as wss://gateway.discord.gg"
+    )]
     GatewayUrl(String),
 }
 
@@ -77,7 +110,10 @@ pub enum ConfigError {
 #[non_exhaustive]
 pub enum ReshardRefusal {
     /// The manager runs part of the bot (a `ShardCount::Range`).
-    #[error("this manager runs shards {ids:?} of {total}, part of a bot that re-shards as a whole")]
+    #[error(
+        "this manager runs shards {ids:?} of {total}, part of a bot that re-shards as a whole: \
+         restart every process of the bot with the new total"
+    )]
     PartOfBot {
         /// The shard ids it runs.
         ids: Range<u32>,
@@ -85,7 +121,9 @@ pub enum ReshardRefusal {
         total: u32,
     },
     /// The fleet already has that many shards, or the count is 0.
-    #[error("the fleet has {current} shards; {requested} is not a new count")]
+    #[error(
+        "the fleet has {current} shards, so {requested} is not a new count: ask for another count above 0"
+    )]
     NotANewCount {
         /// The fleet's count.
         current: u32,
@@ -99,15 +137,18 @@ pub enum ReshardRefusal {
 #[non_exhaustive]
 pub enum RouteError {
     /// The shard belongs to another process.
-    #[error("shard {shard} is not run by this manager (it runs {owned:?})")]
+    #[error(
+        "shard {shard} is not run by this manager (it runs {owned:?}): send it to the process that runs it"
+    )]
     NotOwned {
         /// The shard the command was for.
         shard: u32,
-        /// The shard ids this manager runs.
+        /// The shard ids this manager runs: from the lowest to the highest
+        /// (adopted shards may leave gaps).
         owned: Range<u32>,
     },
     /// The shard is restarting or has failed.
-    #[error("shard {shard} is not running")]
+    #[error("shard {shard} is not running (restarting or failed): retry once it is back")]
     Unavailable {
         /// The shard.
         shard: u32,
@@ -121,7 +162,7 @@ pub enum RouteError {
         error: CommandError,
     },
     /// The manager is stopping.
-    #[error("the manager is stopping")]
+    #[error("the manager is stopping: send to the fleet that replaces it")]
     Stopping,
 }
 

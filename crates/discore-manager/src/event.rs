@@ -60,7 +60,8 @@ impl fmt::Display for ShardFailure {
             Self::Fatal(reason) => write!(f, "{reason}"),
             Self::RestartIntensity { restarts, window } => write!(
                 f,
-                "crashed again after {restarts} restarts within {window:?}; not restarting"
+                "crashed again after {restarts} restarts within {window:?}, so it is not \
+                 restarted: find the crash in the log, or relax SupervisionConfig's restart policy"
             ),
         }
     }

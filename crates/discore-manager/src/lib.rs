@@ -59,12 +59,12 @@ pub use config::{
     DiscoveryConfig, IdentifyConfig, IdentifyLimits, IdentifyQueueChoice, ManagerConfig, Placement,
     ReshardConfig, ReshardMode, SessionConfig, ShardCount, SupervisionConfig,
 };
-pub use error::{ConfigError, ManagerError, ReshardRefusal, RouteError};
+pub use error::{AdoptRefusal, ConfigError, ManagerError, ReshardRefusal, RouteError};
 pub use event::{FleetEvent, FleetProgress, FleetStop, ShardFailure};
 pub use intensity::RestartPolicy;
 pub use manager::{
-    GetFleetStatus, Reshard, SendCommandTo, ShardManager, ShutdownFleet, ShutdownReport,
-    SubscribeFleet, WaitUntilReady,
+    AdoptShard, Adopted, GetFleetStatus, ReleaseShard, Released, Reshard, SendCommandTo,
+    ShardManager, ShutdownFleet, ShutdownReport, SubscribeFleet, WaitUntilReady,
 };
 pub use routing::CommandTarget;
 pub use status::{FleetStatus, ReshardingStatus, ShardReport, ShardRunState};

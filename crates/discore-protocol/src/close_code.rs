@@ -1,7 +1,9 @@
 //! Close codes and the one policy table that decides what follows a close
 //! (`docs/protocol.md`, "Close codes").
 
+use crate::intents::PRIVILEGED_INTENTS;
 use std::fmt;
+use twilight_model::gateway::Intents;
 
 /// A WebSocket close code as seen by a Gateway client.
 ///
@@ -101,7 +103,9 @@ impl CloseCode {
             Self::ShardingRequired => CloseAction::Fatal(ShardFailureReason::ShardingRequired),
             Self::InvalidApiVersion => CloseAction::Fatal(ShardFailureReason::InvalidApiVersion),
             Self::InvalidIntents => CloseAction::Fatal(ShardFailureReason::InvalidIntents),
-            Self::DisallowedIntents => CloseAction::Fatal(ShardFailureReason::DisallowedIntents),
+            Self::DisallowedIntents => CloseAction::Fatal(ShardFailureReason::DisallowedIntents {
+                requested: Intents::empty(),
+            }),
             Self::UnknownError
             | Self::UnknownOpcode
             | Self::DecodeError
@@ -170,7 +174,13 @@ pub enum ShardFailureReason {
     /// 4013: the intents contain undocumented bits.
     InvalidIntents,
     /// 4014: a privileged intent is not enabled for the application.
-    DisallowedIntents,
+    DisallowedIntents {
+        /// The privileged intents the shard asked for (one or more of them
+        /// is not enabled); empty where the intents are not known, as in
+        /// [`CloseCode::action`]. A shard fills them in
+        /// ([`ShardFailureReason::with_intents`]).
+        requested: Intents,
+    },
 }
 
 impl ShardFailureReason {
@@ -182,7 +192,19 @@ impl ShardFailureReason {
             Self::ShardingRequired => CloseCode::ShardingRequired,
             Self::InvalidApiVersion => CloseCode::InvalidApiVersion,
             Self::InvalidIntents => CloseCode::InvalidIntents,
-            Self::DisallowedIntents => CloseCode::DisallowedIntents,
+            Self::DisallowedIntents { .. } => CloseCode::DisallowedIntents,
+        }
+    }
+
+    /// The same reason, told with the intents the shard identified with:
+    /// [`ShardFailureReason::DisallowedIntents`] keeps their privileged
+    /// ones, so its text names them. Other reasons are unchanged.
+    pub const fn with_intents(self, intents: Intents) -> Self {
+        match self {
+            Self::DisallowedIntents { .. } => Self::DisallowedIntents {
+                requested: intents.intersection(PRIVILEGED_INTENTS),
+            },
+            other => other,
         }
     }
 
@@ -194,7 +216,7 @@ impl ShardFailureReason {
             Self::AuthenticationFailed
                 | Self::InvalidApiVersion
                 | Self::InvalidIntents
-                | Self::DisallowedIntents
+                | Self::DisallowedIntents { .. }
         )
     }
 
@@ -204,16 +226,52 @@ impl ShardFailureReason {
     }
 }
 
+/// One line each: what the gateway refused, its close code, and what to do
+/// next (`docs/protocol.md`, "Close codes").
 impl fmt::Display for ShardFailureReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AuthenticationFailed => "authentication failed: the token was rejected",
-            Self::ShardInvalid => "invalid shard id or shard count",
-            Self::ShardingRequired => "sharding required: too many guilds for this shard count",
-            Self::InvalidApiVersion => "invalid gateway API version",
-            Self::InvalidIntents => "invalid intents",
-            Self::DisallowedIntents => "disallowed intents: a privileged intent is not enabled",
-        })
+        match self {
+            Self::AuthenticationFailed => {
+                f.write_str("the bot's token was refused (4004): check DISCORD_TOKEN")
+            }
+            Self::ShardInvalid => f.write_str(
+                "the shard id or shard count was refused (4010): \
+                 use the count GET /gateway/bot recommends (ShardCount::Auto)",
+            ),
+            Self::ShardingRequired => f.write_str(
+                "this shard would hold too many guilds (4011): \
+                 start more shards (ShardCount::Auto, or re-shard)",
+            ),
+            Self::InvalidApiVersion => f.write_str(
+                "the gateway refused the API version (4012): \
+                 check the gateway URL's v= parameter, or update discore",
+            ),
+            Self::InvalidIntents => f.write_str(
+                "the intents have undocumented bits (4013): \
+                 build them from Intents' named flags only",
+            ),
+            Self::DisallowedIntents { requested } => {
+                let names: Vec<&str> = requested.iter_names().map(|(name, _)| name).collect();
+                match names.as_slice() {
+                    [] => f.write_str(
+                        "a privileged intent (GUILD_MEMBERS, GUILD_PRESENCES or MESSAGE_CONTENT) \
+                         is not enabled for this bot (4014): \
+                         enable it in the Developer Portal, or drop the intent",
+                    ),
+                    [one] => write!(
+                        f,
+                        "privileged intent {one} not enabled for this bot (4014): \
+                         enable it in the Developer Portal, or drop the intent"
+                    ),
+                    several => write!(
+                        f,
+                        "privileged intents {} requested, not all enabled for this bot (4014): \
+                         enable them in the Developer Portal, or drop the ones not enabled",
+                        several.join(", ")
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -245,7 +303,12 @@ mod tests {
             (4011, Fatal(R::ShardingRequired)),
             (4012, Fatal(R::InvalidApiVersion)),
             (4013, Fatal(R::InvalidIntents)),
-            (4014, Fatal(R::DisallowedIntents)),
+            (
+                4014,
+                Fatal(R::DisallowedIntents {
+                    requested: twilight_model::gateway::Intents::empty(),
+                }),
+            ),
             (4015, Resume),
         ];
         for (code, expected) in table {

@@ -21,7 +21,10 @@ use discore_cluster::{
     ShardAssignment, ShutdownNode, StopSource, StreamSettings,
 };
 use discore_gateway::{Backoff, Dispatch, GatewayEvent, Intents, ShardConfig, Token};
-use discore_manager::{RestartPolicy, SupervisionConfig};
+use discore_manager::{
+    DiscoveryConfig, IdentifyConfig, IdentifyLimits, ManagerConfig, Placement, RestartPolicy,
+    SupervisionConfig,
+};
 use std::{collections::HashMap, error::Error, io::Write as _, time::Duration};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -87,30 +90,34 @@ async fn gateway(args: Args) -> Result<()> {
         .handshake_timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(5))
         .send_rate_limit(120, Duration::from_millis(6300));
-    let mut config = NodeConfig::new(token, INTENTS, total)
-        .rest_url(args.text("rest")?)
+    let manager = ManagerConfig::new(token, INTENTS)
+        .discovery(DiscoveryConfig::at(args.text("rest")?))
         .shard_config(shard_config)
+        .identify(IdentifyConfig::in_memory(IdentifyLimits {
+            window: args.millis("identify-window-ms", 100)?,
+            max_concurrency: Some(u32::try_from(args.number("max-concurrency", 1)?)?),
+            ..IdentifyLimits::default()
+        }))
+        .placement(Placement::Arbiters(usize::try_from(
+            args.number("arbiters", 1)?,
+        )?))
+        .supervision(SupervisionConfig {
+            restart: RestartPolicy {
+                backoff: Backoff {
+                    base: Duration::from_millis(20),
+                    cap: Duration::from_millis(100),
+                },
+                max_restarts: 5,
+                window: Duration::from_secs(60),
+            },
+            status_interval: Duration::from_millis(50),
+            shutdown_grace: Duration::from_millis(20),
+            ..SupervisionConfig::default()
+        });
+    let mut config = NodeConfig::new(manager, total)
         .lease_ttl(args.millis("lease-ttl-ms", 1000)?)
         .checkpoint_interval(args.millis("checkpoint-ms", 50)?)
-        .status_interval(args.millis("status-ms", 100)?)
-        .identify_window(args.millis("identify-window-ms", 100)?)
-        .max_concurrency(u32::try_from(args.number("max-concurrency", 1)?)?)
-        .arbiters(usize::try_from(args.number("arbiters", 1)?)?)
-        .configure_manager(|manager| {
-            manager.supervision(SupervisionConfig {
-                restart: RestartPolicy {
-                    backoff: Backoff {
-                        base: Duration::from_millis(20),
-                        cap: Duration::from_millis(100),
-                    },
-                    max_restarts: 5,
-                    window: Duration::from_secs(60),
-                },
-                status_interval: Duration::from_millis(50),
-                shutdown_grace: Duration::from_millis(20),
-                ..SupervisionConfig::default()
-            })
-        });
+        .status_interval(args.millis("status-ms", 100)?);
     if let Some(id) = args.0.get("node-id") {
         config = config.node_id(id.clone());
     }

@@ -92,15 +92,7 @@ impl EventBus {
     /// [`ClusterError::InvalidConfig`] for a bad namespace,
     /// [`ClusterError::NatsUnreachable`] when NATS does not answer.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self, ClusterError> {
-        let valid = !namespace.is_empty()
-            && namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
-            return Err(ClusterError::InvalidConfig(format!(
-                "namespace {namespace:?} must be 1-128 characters of [A-Za-z0-9._-]"
-            )));
-        }
+        crate::namespace::validate(namespace)?;
         let bot: Arc<str> = namespace.replace('.', "_").into();
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(3))

@@ -3,7 +3,8 @@
 use super::{EventBus, HEADER_EVENT, HEADER_SEQUENCE, HEADER_SESSION, HEADER_SHARD};
 use crate::{
     error::ClusterError,
-    lease::{LeaseClient, Want},
+    lease::LeaseClient,
+    lease_holder::{Claim, LeaseHolder},
     redis_conn::ClusterRedis,
 };
 use actix::{
@@ -142,8 +143,6 @@ pub struct GetSourceStats;
 pub struct StopSource;
 
 struct Partition {
-    token: u64,
-    stop_by: Instant,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     releasing: bool,
@@ -165,13 +164,10 @@ struct Partition {
 pub struct EventSource {
     bus: EventBus,
     config: EventSourceConfig,
-    leases: LeaseClient,
+    leases: LeaseHolder,
     recipient: Recipient<GatewayEvent>,
     partitions: BTreeMap<u32, Partition>,
     counters: Arc<Counters>,
-    registered: bool,
-    ticking: bool,
-    target: u32,
     stopping: bool,
     stop_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -209,13 +205,13 @@ impl EventSource {
                 config.group
             )));
         }
-        let leases = LeaseClient::new(
+        let leases = LeaseHolder::new(LeaseClient::new(
             redis,
             format!("workers-{}-{}", config.group, config.total),
             config.node_id.clone(),
             config.lease_ttl,
             config.total,
-        );
+        ));
         Ok(Self {
             bus,
             config,
@@ -223,38 +219,29 @@ impl EventSource {
             recipient,
             partitions: BTreeMap::new(),
             counters: Arc::default(),
-            registered: false,
-            ticking: false,
-            target: 0,
             stopping: false,
             stop_waiters: Vec::new(),
         })
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.ticking {
+        let Some(call) = self.leases.start_tick(&Claim::Share, self.stopping) else {
             return;
-        }
-        self.ticking = true;
-        let held: Vec<(u32, u64)> = self.partitions.iter().map(|(n, p)| (*n, p.token)).collect();
-        let want = if self.stopping {
-            Want::Leave
-        } else if self.registered {
-            Want::Share
-        } else {
-            Want::Register
         };
-        let leases = self.leases.clone();
-        let sent = Instant::now();
         ctx.spawn(
-            async move { leases.tick(&held, &want).await }
-                .into_actor(self)
-                .map(move |result, source, ctx| {
-                    source.ticking = false;
-                    match result {
-                        Ok(tick) => {
-                            source.registered = true;
-                            source.on_tick(sent, tick, ctx);
+            call.into_actor(self)
+                .map(move |(sent, result), source, ctx| {
+                    match source.leases.finish_tick(sent, result, source.stopping) {
+                        Ok(changes) => {
+                            for number in changes.lost {
+                                source.lose(number);
+                            }
+                            for (number, token) in changes.claimed {
+                                source.begin(number, token);
+                            }
+                            if !source.stopping {
+                                source.rebalance(ctx);
+                            }
                         }
                         Err(error) => log::warn!(
                             "worker {}: lease renewal failed: {error}",
@@ -265,46 +252,24 @@ impl EventSource {
         );
     }
 
-    fn on_tick(&mut self, sent: Instant, tick: crate::lease::Tick, ctx: &mut Context<Self>) {
-        let ttl = self.config.lease_ttl;
-        let stop_by = sent + ttl - ttl / 5;
-        self.target = tick.target;
-        for number in &tick.renewed {
-            if let Some(partition) = self.partitions.get_mut(number) {
-                partition.stop_by = stop_by;
-            }
-        }
-        for number in tick.lost {
-            self.lose(number);
-        }
-        for (number, token) in tick.claimed {
-            if self.stopping {
-                let leases = self.leases.clone();
-                actix_rt::spawn(async move {
-                    let _ = leases.release(&[(number, token)]).await;
-                });
-                continue;
-            }
-            self.begin(number, token, stop_by);
-        }
-        if !self.stopping {
-            let active = self.partitions.values().filter(|p| !p.releasing).count();
-            let excess = active.saturating_sub(self.target as usize);
-            let chosen: Vec<u32> = self
-                .partitions
-                .iter()
-                .rev()
-                .filter(|(_, p)| !p.releasing)
-                .map(|(n, _)| *n)
-                .take(excess)
-                .collect();
-            for number in chosen {
-                self.release(number, ctx);
-            }
+    /// Hands over partitions above the fair share, highest ids first.
+    fn rebalance(&mut self, ctx: &mut Context<Self>) {
+        let kept = self.partitions.values().filter(|p| !p.releasing).count();
+        let excess = kept.saturating_sub(self.leases.target() as usize);
+        let chosen: Vec<u32> = self
+            .partitions
+            .iter()
+            .rev()
+            .filter(|(_, p)| !p.releasing)
+            .map(|(n, _)| *n)
+            .take(excess)
+            .collect();
+        for number in chosen {
+            self.release(number, ctx);
         }
     }
 
-    fn begin(&mut self, number: u32, token: u64, stop_by: Instant) {
+    fn begin(&mut self, number: u32, token: u64) {
         log::info!(
             "worker {}: consuming shard {number} (fencing token {token})",
             self.config.node_id
@@ -322,8 +287,6 @@ impl EventSource {
         self.partitions.insert(
             number,
             Partition {
-                token,
-                stop_by,
                 stop,
                 task: Some(task),
                 releasing: false,
@@ -333,6 +296,7 @@ impl EventSource {
 
     /// The lease is gone: stop consuming at once.
     fn lose(&mut self, number: u32) {
+        self.leases.forget(number);
         if let Some(partition) = self.partitions.remove(&number) {
             log::warn!(
                 "worker {}: lost shard {number}, stopped consuming it",
@@ -354,7 +318,9 @@ impl EventSource {
         partition.releasing = true;
         let _ = partition.stop.send(true);
         let task = partition.task.take();
-        let token = partition.token;
+        let Some(token) = self.leases.token(number) else {
+            return;
+        };
         ctx.spawn(
             async move {
                 if let Some(task) = task {
@@ -363,16 +329,9 @@ impl EventSource {
             }
             .into_actor(self)
             .map(move |(), source, _| {
-                if source
-                    .partitions
-                    .get(&number)
-                    .is_some_and(|p| p.token == token)
-                {
+                if source.leases.holds(number, token) {
                     source.partitions.remove(&number);
-                    let leases = source.leases.clone();
-                    actix_rt::spawn(async move {
-                        let _ = leases.release(&[(number, token)]).await;
-                    });
+                    source.leases.release(number);
                     log::info!(
                         "worker {}: handed shard {number} over",
                         source.config.node_id
@@ -384,14 +343,7 @@ impl EventSource {
     }
 
     fn enforce_deadlines(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<u32> = self
-            .partitions
-            .iter()
-            .filter(|(_, p)| now >= p.stop_by)
-            .map(|(n, _)| *n)
-            .collect();
-        for number in expired {
+        for number in self.leases.expired(Instant::now()) {
             self.lose(number);
         }
     }
@@ -452,11 +404,11 @@ impl Handler<StopSource> for EventSource {
             self.release(number, ctx);
         }
         self.maybe_finished();
-        let leases = self.leases.clone();
+        let leave = self.leases.leave();
         Box::pin(
             async move {
                 let _ = finished.await;
-                let _ = leases.tick(&[], &Want::Leave).await;
+                let _ = leave.await;
             }
             .into_actor(self)
             .map(|(), _, ctx| ctx.stop()),

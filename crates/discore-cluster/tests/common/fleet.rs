@@ -1,7 +1,7 @@
 //! The gateway fleet both multi-process tests run: 24 shards over three
 //! processes sharing Redis leases, and the checks they make.
 
-use super::{Process, REDIS_URL};
+use super::Process;
 use discore_cluster::{ClusterRedis, ClusterShardReport, cluster_status};
 use discore_mock::{MockServer, Observed};
 use std::collections::BTreeMap;
@@ -9,24 +9,33 @@ use std::collections::BTreeMap;
 pub const TOTAL: u32 = 24;
 pub const LEASE_TTL_MS: u64 = 1000;
 
-pub fn gateway(name: &str, namespace: &str, mock: &MockServer) -> Process {
-    Process::start(
-        name,
-        "gateway",
-        &[
-            ("redis", REDIS_URL.to_owned()),
-            ("namespace", namespace.to_owned()),
-            ("rest", mock.rest_url()),
-            ("total", TOTAL.to_string()),
-            ("node-id", name.to_owned()),
-            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
-            ("checkpoint-ms", "50".to_owned()),
-            ("status-ms", "100".to_owned()),
-            ("identify-window-ms", "250".to_owned()),
-            ("max-concurrency", "4".to_owned()),
-            ("arbiters", "1".to_owned()),
-        ],
-    )
+pub fn gateway(name: &str, redis: &str, namespace: &str, mock: &MockServer) -> Process {
+    gateway_with(name, redis, namespace, mock, &[])
+}
+
+/// A gateway process with more flags (`range`, `nats`).
+pub fn gateway_with(
+    name: &str,
+    redis: &str,
+    namespace: &str,
+    mock: &MockServer,
+    extra: &[(&str, String)],
+) -> Process {
+    let mut args: Vec<(&str, String)> = extra.to_vec();
+    args.extend([
+        ("redis", redis.to_owned()),
+        ("namespace", namespace.to_owned()),
+        ("rest", mock.rest_url()),
+        ("total", TOTAL.to_string()),
+        ("node-id", name.to_owned()),
+        ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+        ("checkpoint-ms", "50".to_owned()),
+        ("status-ms", "100".to_owned()),
+        ("identify-window-ms", "250".to_owned()),
+        ("max-concurrency", "4".to_owned()),
+        ("arbiters", "1".to_owned()),
+    ]);
+    Process::start(name, "gateway", &args)
 }
 
 /// Every shard live exactly once on the emulator.

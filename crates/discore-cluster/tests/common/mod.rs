@@ -1,6 +1,8 @@
-//! Shared pieces of the cluster tests: the real Redis and NATS of this
-//! machine (a test fails, never skips, when one is down), unique namespaces,
-//! the emulator, and cluster processes started as real OS processes.
+//! Shared pieces of the cluster tests: a private Redis and NATS JetStream
+//! per test (real servers on free loopback ports with temporary data,
+//! stopped by PID; a test fails, never skips, when one cannot start), unique
+//! namespaces, the emulator, and cluster processes started as real OS
+//! processes.
 
 #![allow(dead_code)]
 
@@ -8,6 +10,7 @@ pub mod fleet;
 
 use discore_cluster::{ClusterRedis, EventBus};
 use discore_mock::{MockConfig, MockServer, Observed};
+use discore_test_services::{NatsServer, RedisServer};
 use std::{
     collections::BTreeMap,
     io::{BufRead as _, BufReader},
@@ -16,9 +19,6 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
-pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 
 /// Generous: only a broken cluster waits this long.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,32 +32,40 @@ pub fn namespace(test: &str) -> String {
     format!("t-{test}-{:08x}", fastrand::u32(..))
 }
 
-/// Redis for `namespace`; panics with a clear message when Redis is down.
-pub async fn redis(namespace: &str) -> ClusterRedis {
-    match ClusterRedis::connect(REDIS_URL, namespace).await {
+/// A private `redis-server` for one test.
+pub fn redis_server() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|error| panic!("{}", report(&error)))
+}
+
+/// A private `nats-server -js` for one test.
+pub fn nats_server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|error| panic!("{}", report(&error)))
+}
+
+/// The test's Redis for `namespace`.
+pub async fn redis(server: &RedisServer, namespace: &str) -> ClusterRedis {
+    match ClusterRedis::connect(&server.url(), namespace).await {
         Ok(redis) => redis,
         Err(error) => panic!(
-            "these tests need the real Redis at {REDIS_URL} (`.ci/run` starts it): {}",
+            "the test's redis-server at {} does not answer: {}",
+            server.url(),
             report(&error)
         ),
     }
 }
 
-/// NATS with JetStream for `namespace`, its stream created; panics with a
-/// clear message when NATS is down.
-pub async fn bus(namespace: &str) -> EventBus {
-    let bus = match EventBus::connect(NATS_URL, namespace).await {
+/// The test's NATS with JetStream for `namespace`, its stream created.
+pub async fn bus(server: &NatsServer, namespace: &str) -> EventBus {
+    let bus = match EventBus::connect(&server.url(), namespace).await {
         Ok(bus) => bus,
         Err(error) => panic!(
-            "these tests need the real NATS with JetStream at {NATS_URL} (`.ci/run` starts it): {}",
+            "the test's nats-server at {} does not answer: {}",
+            server.url(),
             report(&error)
         ),
     };
     if let Err(error) = bus.ensure_stream(Default::default()).await {
-        panic!(
-            "JetStream refused the test stream (is JetStream enabled?): {}",
-            report(&error)
-        );
+        panic!("JetStream refused the test stream: {}", report(&error));
     }
     bus
 }

@@ -4,6 +4,7 @@ mod flattened;
 
 use crate::{delivery::Credit, machine::Lifecycle};
 use actix::Message;
+use bytes::Bytes;
 use discore_protocol::{EnvelopeError, ErrorChain, PayloadData, ShardId};
 use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
@@ -16,6 +17,10 @@ use twilight_model::gateway::event::{DispatchEvent, DispatchEventWithTypeDeseria
 /// message holds one of the shard's delivery credits (see
 /// `docs/architecture.md`): keep `event` (the `Arc`) and drop the message to
 /// hold on to an event without slowing the shard.
+///
+/// Beside the typed event it carries the event's data (`d`) exactly as the
+/// gateway sent it ([`raw_data`](Self::raw_data)), unknown fields included:
+/// a shared slice of the received frame, not a copy and not a second parse.
 #[derive(Clone, Message)]
 #[rtype(result = "()")]
 pub struct GatewayEvent {
@@ -25,6 +30,8 @@ pub struct GatewayEvent {
     pub sequence: u64,
     /// The event.
     pub event: Arc<Dispatch>,
+    /// `d` as received: a reference-counted range of the frame.
+    pub(crate) data: Option<Bytes>,
     /// Returned to the shard when this copy of the message is dropped; none
     /// for events that did not come from a local shard.
     pub(crate) _credit: Option<Credit>,
@@ -43,13 +50,47 @@ impl fmt::Debug for GatewayEvent {
 impl GatewayEvent {
     /// An event that did not come from a shard of this process (a broker, a
     /// replay, a test). It holds no delivery credit.
+    ///
+    /// Its [`raw_data`](Self::raw_data) is the JSON of a
+    /// [`Dispatch::Raw`] (copied once), and none for a typed event: attach
+    /// the bytes it came from with [`with_raw_data`](Self::with_raw_data).
     pub fn new(shard: ShardId, sequence: u64, event: Arc<Dispatch>) -> Self {
+        let data = match &*event {
+            Dispatch::Raw(raw) => Some(Bytes::copy_from_slice(raw.data.get().as_bytes())),
+            Dispatch::Known { .. } => None,
+        };
         Self {
             shard,
             sequence,
             event,
+            data,
             _credit: None,
         }
+    }
+
+    /// The same event carrying `data` as its data as received, such as the
+    /// payload of a message that brought it over a broker.
+    #[must_use]
+    pub fn with_raw_data(mut self, data: Bytes) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The event's data (`d`) exactly as the gateway sent it: the bytes of
+    /// the JSON value, unknown fields, member order, escapes and number
+    /// formats included (`null` when the payload had no data). Events a
+    /// shard delivers always have it; one built with [`new`](Self::new)
+    /// from a typed event has it only if attached with
+    /// [`with_raw_data`](Self::with_raw_data).
+    pub fn raw_data(&self) -> Option<&[u8]> {
+        self.data.as_deref()
+    }
+
+    /// [`raw_data`](Self::raw_data) as a handle that shares the received
+    /// buffer (a reference count, no copy), for whoever keeps or forwards
+    /// the bytes, such as a publisher to a message bus.
+    pub fn raw_data_shared(&self) -> Option<Bytes> {
+        self.data.clone()
     }
 
     /// The event's name, such as `MESSAGE_CREATE`.
@@ -125,25 +166,40 @@ impl Dispatch {
         kind: Option<EventType>,
         data: Option<PayloadData<'_>>,
     ) -> Result<Self, EnvelopeError> {
+        Self::from_data_exact(name, kind, data).map(|(dispatch, _)| dispatch)
+    }
+
+    /// As [`from_data`](Self::from_data), and also returns the exact text
+    /// of `d` as received (a slice of the frame, or `null` when the payload
+    /// had no data), found by the same pass.
+    pub(crate) fn from_data_exact<'a>(
+        name: &str,
+        kind: Option<EventType>,
+        data: Option<PayloadData<'a>>,
+    ) -> Result<(Self, &'a str), EnvelopeError> {
         let Some((kind, known_name)) = kind.and_then(|kind| Some((kind, kind.name()?))) else {
             let raw = data.map_or(Ok(RawValue::NULL), |data| data.raw())?;
-            return Ok(Self::Raw(RawDispatch::new(
-                name,
-                raw,
-                RawReason::UnknownEvent,
-            )));
+            let dispatch = Self::Raw(RawDispatch::new(name, raw, RawReason::UnknownEvent));
+            return Ok((dispatch, raw.get()));
         };
         let Some(data) = data else {
-            return Ok(Self::parse(name, Some(kind), RawValue::NULL));
+            let dispatch = Self::parse(name, Some(kind), RawValue::NULL);
+            return Ok((dispatch, RawValue::NULL.get()));
         };
-        let parsed = data.parse_with(|json| parse_typed(kind, known_name, json));
+        let parsed = data.parse_exact_with(|json| parse_typed(kind, known_name, json));
         match parsed {
-            Ok(event) => Ok(Self::Known {
-                name: known_name,
-                event,
-            }),
+            Ok((event, text)) => Ok((
+                Self::Known {
+                    name: known_name,
+                    event,
+                },
+                text,
+            )),
             Err(error) if error.is_malformed() => Err(error),
-            Err(error) => Ok(Self::mismatch(name, data.raw()?, &error)),
+            Err(error) => {
+                let raw = data.raw()?;
+                Ok((Self::mismatch(name, raw, &error), raw.get()))
+            }
         }
     }
 

@@ -11,7 +11,7 @@ mod heartbeat;
 mod tests;
 
 use crate::backoff::Backoff;
-use discore_protocol::{CloseAction, CloseCode, Session, ShardFailureReason};
+use discore_protocol::{CloseAction, CloseCode, Intents, Session, ShardFailureReason};
 use heartbeat::Heartbeat;
 use std::{
     collections::VecDeque,
@@ -139,6 +139,9 @@ pub struct MachineConfig {
     /// given up and a new one identified on the discovery URL. Default 8:
     /// with the default backoff, about one to two minutes of outage.
     pub resume_url_attempts: u32,
+    /// The intents the shard identifies with: a 4014 failure names the
+    /// privileged ones among them.
+    pub intents: Intents,
 }
 
 impl Default for MachineConfig {
@@ -148,6 +151,7 @@ impl Default for MachineConfig {
             invalid_session_delay: Duration::from_secs(1)..=Duration::from_secs(5),
             hello_timeout: Duration::from_secs(10),
             resume_url_attempts: 8,
+            intents: Intents::empty(),
         }
     }
 }
@@ -420,6 +424,7 @@ impl Machine {
         });
         let action = code.map_or(CloseAction::Resume, |code| CloseCode::from(code).action());
         if let CloseAction::Fatal(reason) = action {
+            let reason = reason.with_intents(self.config.intents);
             self.count_failure_unless_healthy();
             self.state = ShardState::Failed(reason);
             self.notify(Lifecycle::Failed(reason));

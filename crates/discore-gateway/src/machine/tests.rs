@@ -14,6 +14,7 @@ fn config() -> MachineConfig {
         invalid_session_delay: Duration::from_millis(1000)..=Duration::from_millis(5000),
         hello_timeout: Duration::from_millis(500),
         resume_url_attempts: 2,
+        intents: discore_protocol::Intents::empty(),
     }
 }
 

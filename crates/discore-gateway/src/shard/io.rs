@@ -15,6 +15,7 @@ use actix::{
     WrapFuture as _,
 };
 use actix_http::ws::{Frame, Item, ProtocolError};
+use bytes::Bytes;
 use discore_protocol::{
     Envelope, EnvelopeError, ErrorChain, OpCode, PayloadData, commands,
     inbound::{GuildMark, Hello, ReadySession},
@@ -51,7 +52,11 @@ impl Shard {
                     sequence,
                 } => match commands::resume(&self.token, &session_id, sequence) {
                     Ok(frame) => {
-                        log::debug!("shard {}: resuming at sequence {sequence}", self.id);
+                        log::debug!(
+                            shard = self.id.number(), total = self.id.total(),
+                            session = session_id.as_str(), sequence;
+                            "shard {}: resuming at sequence {sequence}", self.id
+                        );
                         self.send_control(frame);
                     }
                     Err(error) => {
@@ -78,8 +83,8 @@ impl Shard {
         let attempts = self.machine.consecutive_failures();
         if self.start_waiter.is_some() && attempts >= self.config.start_attempts {
             log::error!(
-                "shard {}: gateway unreachable after {attempts} attempts",
-                self.id
+                shard = self.id.number(), total = self.id.total(), attempt = attempts;
+                "shard {}: gateway unreachable after {attempts} attempts", self.id
             );
             self.resolve_start(Err(ShardStartError::Unreachable { attempts }));
             ctx.stop();
@@ -118,10 +123,17 @@ impl Shard {
         if let Some(task) = self.connect_task.take() {
             ctx.cancel_future(task);
         }
+        // Every attempt, an immediate one too: a log filtered by shard shows
+        // how the backoff grows.
+        let attempt = self.machine.consecutive_failures() + 1;
+        log::debug!(
+            shard = self.id.number(), total = self.id.total(), attempt,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            "shard {}: connection attempt {attempt} in {delay:?}", self.id
+        );
         if delay.is_zero() {
             self.open_connection(target, ctx);
         } else {
-            log::debug!("shard {}: reconnecting in {delay:?}", self.id);
             let task = ctx.run_later(delay, move |shard, ctx| {
                 shard.connect_task = None;
                 shard.open_connection(target, ctx);
@@ -177,7 +189,11 @@ impl Shard {
                 return;
             }
         };
-        log::debug!("shard {}: connecting to {url}", self.id);
+        log::debug!(
+            shard = self.id.number(), total = self.id.total(),
+            attempt = self.machine.consecutive_failures() + 1, url = url.as_str();
+            "shard {}: connecting to {url}", self.id
+        );
         let connect = transport::connect(
             url,
             tls,
@@ -189,7 +205,11 @@ impl Shard {
             match result {
                 Ok((connection, frames)) => shard.on_connected(connection, frames, ctx),
                 Err(error) => {
-                    log::warn!("shard {}: connection failed: {}", shard.id, error.0);
+                    log::warn!(
+                        shard = shard.id.number(), total = shard.id.total(),
+                        attempt = shard.machine.consecutive_failures() + 1;
+                        "shard {}: connection failed: {}", shard.id, error.0
+                    );
                     shard.machine.on_connect_failed();
                     shard.run_actions(ctx);
                 }
@@ -265,7 +285,10 @@ impl Shard {
 
     /// Something unusable arrived: reconnect (and resume) on a fresh connection.
     fn protocol_error(&mut self, reason: &str, new_session: bool, ctx: &mut Context<Self>) {
-        log::warn!("shard {}: {reason}; reconnecting", self.id);
+        log::warn!(
+            shard = self.id.number(), total = self.id.total(), new_session;
+            "shard {}: {reason}; reconnecting", self.id
+        );
         self.machine.on_protocol_error(new_session);
         self.run_actions(ctx);
     }
@@ -310,7 +333,7 @@ impl Shard {
         };
         match identify.encode() {
             Ok(frame) => {
-                log::debug!("shard {}: identifying", self.id);
+                log::debug!(shard = self.id.number(), total = self.id.total(); "shard {}: identifying", self.id);
                 self.stats.identifies += 1;
                 self.limiter.record_control(Instant::now());
                 connection.send_identify(frame, permit);
@@ -356,7 +379,7 @@ impl Shard {
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         match frame {
-            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_message(&bytes, ctx),
+            Frame::Text(bytes) | Frame::Binary(bytes) => self.on_message(bytes, ctx),
             Frame::Continuation(item) => self.on_continuation(item, ctx),
             Frame::Ping(payload) => {
                 if let Some(connection) = &self.connection {
@@ -391,21 +414,26 @@ impl Shard {
             return;
         }
         buffer.extend_from_slice(&bytes);
-        if last && let Some(message) = self.fragments.take() {
-            self.on_message(&message, ctx);
+        if last && let Some(mut message) = self.fragments.take() {
+            // Dispatches keep slices of it: no spare room with them.
+            message.shrink_to_fit();
+            self.on_message(Bytes::from(message), ctx);
         }
     }
 
-    fn on_message(&mut self, message: &[u8], ctx: &mut Context<Self>) {
+    fn on_message(&mut self, message: Bytes, ctx: &mut Context<Self>) {
         self.stats.inbound_bytes += message.len() as u64;
         let Some(mut inflater) = self.inflater.take() else {
             return;
         };
         let generation = self.generation;
-        match inflater.push(message) {
+        match inflater.push_shared(message) {
             Ok(Some(payload)) => {
                 self.stats.inflated_bytes += payload.len() as u64;
-                self.on_payload(payload, ctx);
+                self.on_payload(&payload, ctx);
+                // Unless a delivered event kept a slice of it, the buffer
+                // serves the next message.
+                inflater.reclaim(payload);
             }
             Ok(None) => {}
             Err(error) => self.protocol_error(&ErrorChain(&error).to_string(), false, ctx),
@@ -417,7 +445,7 @@ impl Shard {
         }
     }
 
-    fn on_payload(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+    fn on_payload(&mut self, payload: &Bytes, ctx: &mut Context<Self>) {
         let Ok(text) = std::str::from_utf8(payload) else {
             self.protocol_error("payload is not UTF-8", false, ctx);
             return;
@@ -431,18 +459,21 @@ impl Shard {
         };
         let now = Instant::now();
         match envelope.op {
-            OpCode::Dispatch => self.on_dispatch(&envelope, ctx),
+            OpCode::Dispatch => self.on_dispatch(&envelope, payload, ctx),
             OpCode::Heartbeat => self.machine.on_heartbeat_request(now),
             OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(now),
             OpCode::Reconnect => {
-                log::info!("shard {}: the gateway asked to reconnect", self.id);
+                log::info!(
+                    shard = self.id.number(), total = self.id.total();
+                    "shard {}: the gateway asked to reconnect", self.id
+                );
                 self.machine.on_reconnect_request();
             }
             OpCode::InvalidSession => {
                 let resumable = envelope.data_as::<bool>().unwrap_or(false);
                 log::info!(
-                    "shard {}: invalid session (resumable: {resumable})",
-                    self.id
+                    shard = self.id.number(), total = self.id.total(), resumable;
+                    "shard {}: invalid session (resumable: {resumable})", self.id
                 );
                 self.machine.on_invalid_session(resumable);
             }
@@ -465,7 +496,9 @@ impl Shard {
         self.run_actions(ctx);
     }
 
-    fn on_dispatch(&mut self, envelope: &Envelope<'_>, ctx: &mut Context<Self>) {
+    /// `payload` is the frame `envelope` was read from: the delivered
+    /// events share slices of it.
+    fn on_dispatch(&mut self, envelope: &Envelope<'_>, payload: &Bytes, ctx: &mut Context<Self>) {
         let name = envelope.event_name.as_deref().unwrap_or_default();
         let Some(sequence) = envelope.sequence else {
             self.protocol_error(&format!("dispatch {name} without a sequence"), false, ctx);
@@ -502,7 +535,7 @@ impl Shard {
         // number counts: a payload that turns out to be malformed is asked
         // for again by resuming from the sequence before it.
         let kind = EventType::try_from(name).ok();
-        let event = match self.parse_for_subscribers(name, kind, envelope.data) {
+        let event = match self.parse_for_subscribers(name, kind, envelope.data, payload) {
             Ok(event) => event,
             Err(error) => {
                 let error = ErrorChain(&error);
@@ -526,8 +559,8 @@ impl Shard {
             }
         }
         log::trace!("shard {}: {name} #{sequence}", self.id);
-        if let Some(event) = event {
-            self.deliver(kind, sequence, &event);
+        if let Some((event, data)) = event {
+            self.deliver(kind, sequence, &event, &data);
         }
     }
 
@@ -551,21 +584,29 @@ impl Shard {
         }
     }
 
-    /// The typed event, if any subscriber wants it; nothing is parsed for
-    /// an event nobody wants.
+    /// The typed event and its data as received, if any subscriber wants
+    /// it; nothing is parsed for an event nobody wants.
     fn parse_for_subscribers(
         &self,
         name: &str,
         kind: Option<EventType>,
         data: Option<PayloadData<'_>>,
-    ) -> Result<Option<Arc<Dispatch>>, EnvelopeError> {
+        payload: &Bytes,
+    ) -> Result<Option<(Arc<Dispatch>, Bytes)>, EnvelopeError> {
         if !self.subscribers.iter().any(|s| s.filter.wants(kind)) {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Dispatch::from_data(name, kind, data)?)))
+        let (dispatch, text) = Dispatch::from_data_exact(name, kind, data)?;
+        Ok(Some((Arc::new(dispatch), share(payload, text.as_bytes()))))
     }
 
-    fn deliver(&mut self, kind: Option<EventType>, sequence: u64, event: &Arc<Dispatch>) {
+    fn deliver(
+        &mut self,
+        kind: Option<EventType>,
+        sequence: u64,
+        event: &Arc<Dispatch>,
+        data: &Bytes,
+    ) {
         let mut disconnected = false;
         for subscriber in &self.subscribers {
             if !subscriber.filter.wants(kind) {
@@ -579,12 +620,24 @@ impl Shard {
                 shard: self.id,
                 sequence,
                 event: Arc::clone(event),
+                data: Some(data.clone()),
                 _credit: Some(self.credits.take()),
             });
         }
         if disconnected {
             self.subscribers.retain(|s| s.recipient.connected());
         }
+    }
+}
+
+/// `part` as a slice of `payload` sharing its buffer, or a copy when it
+/// does not lie within it (the `null` of a dispatch without data).
+fn share(payload: &Bytes, part: &[u8]) -> Bytes {
+    let (within, range) = (payload.as_ptr_range(), part.as_ptr_range());
+    if !part.is_empty() && within.start <= range.start && range.end <= within.end {
+        payload.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{
     event::{EventFilter, GatewayEvent, ShardLifecycle},
     identify::IdentifyQueue,
     inflate::Inflater,
-    machine::{Lifecycle, Machine},
+    machine::{Lifecycle, Machine, MachineConfig},
     ratelimit::CommandRateLimiter,
     transport::{self, Connection},
 };
@@ -151,7 +151,14 @@ impl Shard {
     /// A shard of a bot: `id` out of `id.total()` shards.
     pub fn new(token: Token, id: ShardId, config: ShardConfig) -> Self {
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
-        let machine = Machine::new(config.machine.clone(), config.session.clone(), seed);
+        let machine = Machine::new(
+            MachineConfig {
+                intents: config.intents,
+                ..config.machine.clone()
+            },
+            config.session.clone(),
+            seed,
+        );
         let limiter = CommandRateLimiter::new(
             config.send_limit,
             config.send_window,
@@ -260,14 +267,24 @@ impl Shard {
 
     fn notify(&mut self, event: Lifecycle, ctx: &mut Context<Self>) {
         match &event {
-            Lifecycle::Connected => log::debug!("shard {}: connected", self.id),
-            Lifecycle::Ready { .. } => {
-                log::info!("shard {}: ready", self.id);
+            Lifecycle::Connected => log::debug!(
+                shard = self.id.number(), total = self.id.total();
+                "shard {}: connected", self.id
+            ),
+            Lifecycle::Ready { session_id } => {
+                log::info!(
+                    shard = self.id.number(), total = self.id.total(), session = session_id.as_str();
+                    "shard {}: ready", self.id
+                );
                 self.resolve_start(Ok(()));
             }
             Lifecycle::Resumed => {
                 self.stats.resumes += 1;
-                log::info!("shard {}: resumed", self.id);
+                log::info!(
+                    shard = self.id.number(), total = self.id.total(),
+                    session = self.machine.session().map(|s| s.id.as_str());
+                    "shard {}: resumed", self.id
+                );
                 self.resolve_start(Ok(()));
             }
             Lifecycle::Reconnected { resumed } => {
@@ -275,7 +292,10 @@ impl Shard {
                 if !resumed {
                     self.stats.new_sessions += 1;
                 }
-                log::info!("shard {}: reconnected (resumed: {resumed})", self.id);
+                log::info!(
+                    shard = self.id.number(), total = self.id.total(), resumed = *resumed;
+                    "shard {}: reconnected (resumed: {resumed})", self.id
+                );
             }
             Lifecycle::Disconnected { code, by_client } => {
                 if !by_client {
@@ -284,14 +304,18 @@ impl Shard {
                         *self.stats.close_codes.entry(*code).or_default() += 1;
                     }
                 }
+                let by = if *by_client { "discore" } else { "the gateway" };
                 log::info!(
-                    "shard {}: disconnected (close code {code:?}, by {})",
-                    self.id,
-                    if *by_client { "discore" } else { "the gateway" }
+                    shard = self.id.number(), total = self.id.total(), close_code = *code, by;
+                    "shard {}: disconnected (close code {code:?}, by {by})", self.id
                 );
             }
             Lifecycle::Failed(reason) => {
-                log::error!("shard {}: failed: {reason}", self.id);
+                log::error!(
+                    shard = self.id.number(), total = self.id.total(),
+                    close_code = reason.close_code().code(), reason:% = reason;
+                    "shard {}: failed: {reason}", self.id
+                );
                 if self.start_waiter.is_some() {
                     self.resolve_start(Err(ShardStartError::Failed(*reason)));
                     actix::ActorContext::stop(ctx);
@@ -323,7 +347,7 @@ impl Actor for Shard {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        log::debug!("shard {}: starting", self.id);
+        log::debug!(shard = self.id.number(), total = self.id.total(); "shard {}: starting", self.id);
         self.machine.start();
         self.run_actions(ctx);
     }
@@ -334,7 +358,7 @@ impl Actor for Shard {
             // Stopped without a Shutdown: keep the session resumable.
             connection.close(crate::machine::RESUMABLE_CLOSE);
         }
-        log::debug!("shard {}: stopped", self.id);
+        log::debug!(shard = self.id.number(), total = self.id.total(); "shard {}: stopped", self.id);
     }
 }
 

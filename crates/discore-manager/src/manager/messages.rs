@@ -181,7 +181,19 @@ impl Handler<SendCommandTo> for ShardManager {
         let broadcast = message.target == CommandTarget::AllShards;
         let mut targets = Vec::with_capacity(numbers.len());
         for number in numbers {
-            match self.active.slots.get(&number).and_then(|s| s.addr()) {
+            let Some(slot) = self.active.slots.get(&number) else {
+                // A gap among adopted shards: another process runs it.
+                if broadcast {
+                    continue;
+                }
+                return Box::pin(async move {
+                    Err(RouteError::NotOwned {
+                        shard: number,
+                        owned,
+                    })
+                });
+            };
+            match slot.addr() {
                 Some(addr) => targets.push((number, addr.clone())),
                 None if broadcast => {
                     log::debug!("shard {number} is not running; it misses a broadcast command");

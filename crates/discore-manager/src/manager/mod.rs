@@ -3,13 +3,16 @@
 //! `mod.rs` holds its state, the start and the placement of shards;
 //! `supervise.rs` reacts to shard lifecycles and exits (restarts, fatal
 //! codes); `progress.rs` collects statuses for readiness; `reshard.rs`
-//! re-shards; `messages.rs` is what users can ask of the manager.
+//! re-shards; `messages.rs` is what users can ask of the manager;
+//! `adopt.rs` adds and removes single shards at run time.
 
+mod adopt;
 mod messages;
 mod progress;
 mod reshard;
 mod supervise;
 
+pub use adopt::{AdoptShard, Adopted, ReleaseShard, Released};
 pub use messages::{
     GetFleetStatus, Reshard, SendCommandTo, ShutdownFleet, ShutdownReport, SubscribeFleet,
     WaitUntilReady,
@@ -254,6 +257,7 @@ impl ShardManager {
             .map(|s| (s.shard.number(), s.session))
             .collect();
         log::info!(
+            total, shards = ids.len(), saved_sessions = sessions.len();
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
@@ -433,7 +437,10 @@ impl ShardManager {
         let Some(slot) = self.slot_mut(role, number) else {
             return;
         };
-        log::debug!("shard {id}: started on arbiter {index}");
+        log::debug!(
+            shard = id.number(), total = id.total(), arbiter = index;
+            "shard {id}: started on arbiter {index}"
+        );
         slot.session = None;
         slot.status = None;
         slot.active_since = None;
@@ -590,6 +597,7 @@ fn shard_layout(
 ) -> (u32, Range<u32>) {
     let total = match count {
         ShardCount::Range { ids, total } => return (*total, ids.clone()),
+        ShardCount::Adopted { total } => return (*total, 0..0),
         ShardCount::Fixed(total) => *total,
         ShardCount::Auto => complete_saved_total(saved).unwrap_or(info.shards.max(1)),
     };

@@ -89,7 +89,11 @@ impl ShardManager {
     /// The serving fleet is ready.
     pub(crate) fn fleet_ready(&mut self, progress: FleetProgress) {
         self.active.ready = true;
-        log::info!("fleet ready: {progress}");
+        log::info!(
+            total = progress.total, shards = progress.shards,
+            guilds = progress.guilds_loaded;
+            "fleet ready: {progress}"
+        );
         self.notify(FleetEvent::Ready(progress));
         for waiter in self.waiters.drain(..) {
             let _ = waiter.send(Ok(progress));

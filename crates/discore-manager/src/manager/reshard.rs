@@ -82,7 +82,11 @@ impl ShardManager {
         ctx: &mut Context<Self>,
     ) {
         if self.config.resharding.mode == ReshardMode::Disabled {
-            log::error!("shard {shard}: {reason}; re-sharding is not automatic here");
+            log::error!(
+                shard = shard.number(), total = shard.total(),
+                close_code = reason.close_code().code();
+                "shard {shard}: {reason}; re-sharding is not automatic here"
+            );
             self.notify(FleetEvent::ReshardingRequired { shard, reason });
             return;
         }
@@ -95,8 +99,8 @@ impl ShardManager {
             return;
         }
         log::info!(
-            "re-sharding: the fleet of {} shards needs a new count",
-            self.active.total
+            total = self.active.total;
+            "re-sharding: the fleet of {} shards needs a new count", self.active.total
         );
         self.reshard = Some(Resharding {
             from: self.active.total,
@@ -142,7 +146,7 @@ impl ShardManager {
             );
             return;
         }
-        log::info!("re-sharding from {from} to {to} shards");
+        log::info!(from, to; "re-sharding from {from} to {to} shards");
         self.notify(FleetEvent::ReshardingStarted { from, to });
         match self.config.resharding.mode {
             ReshardMode::StopTheWorld => self.stop_the_world(to, ctx),
@@ -187,7 +191,7 @@ impl ShardManager {
             return;
         };
         reshard.stage = Stage::Switching { to };
-        log::info!("re-sharding: the fleet of {to} is ready, switching delivery");
+        log::info!(to; "re-sharding: the fleet of {to} is ready, switching delivery");
         let Some(next) = &self.next else {
             return;
         };
@@ -306,7 +310,7 @@ impl ShardManager {
         Self::stop_fleet(&self.queue, &mut old, StopMode::End);
         self.forget_saved(&old, ctx);
         self.reshard = None;
-        log::info!("re-sharding: delivery switched from {from} to {to} shards");
+        log::info!(from, to; "re-sharding: delivery switched from {from} to {to} shards");
         self.notify(FleetEvent::Resharded { from, to });
         let progress = self.active.progress;
         if progress.is_ready() {

@@ -97,9 +97,8 @@ impl Handler<ShardExited> for ShardManager {
                 ShardStartError::Unreachable { .. } | ShardStartError::Stopped,
             ) => {
                 log::warn!(
-                    "shard {}: stopped unexpectedly ({:?})",
-                    exit.shard,
-                    exit.cause
+                    shard = exit.shard.number(), total = exit.shard.total(), cause:? = exit.cause;
+                    "shard {}: stopped unexpectedly ({:?})", exit.shard, exit.cause
                 );
                 self.restart(role, exit.shard, exit.session, ctx);
             }
@@ -109,12 +108,18 @@ impl Handler<ShardExited> for ShardManager {
             }
             ExitCause::StartFailed(ShardStartError::InvalidGatewayUrl(error)) => {
                 slot.state = SlotState::Stopped;
-                log::error!("shard {}: invalid gateway url: {error}", exit.shard);
+                log::error!(
+                    shard = exit.shard.number(), total = exit.shard.total();
+                    "shard {}: invalid gateway url: {error}", exit.shard
+                );
                 self.stop_everything(FleetStop::InvalidGatewayUrl(error), ctx);
             }
             ExitCause::Shutdown | ExitCause::StartFailed(_) => {
                 // Shut down by someone else holding its address.
-                log::info!("shard {}: shut down outside the manager", exit.shard);
+                log::info!(
+                    shard = exit.shard.number(), total = exit.shard.total();
+                    "shard {}: shut down outside the manager", exit.shard
+                );
                 slot.state = SlotState::Stopped;
             }
         }
@@ -147,6 +152,8 @@ impl ShardManager {
                 slot.status = None;
                 let instance = slot.instance;
                 log::info!(
+                    shard = number, total = shard.total(), attempt, resuming,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                     "shard {shard}: restarting in {delay:?} (restart {attempt} in the window, {})",
                     if resuming { "resuming" } else { "identifying" }
                 );
@@ -176,7 +183,10 @@ impl ShardManager {
                     restarts,
                     window: policy.window,
                 };
-                log::error!("shard {shard}: {failure}");
+                log::error!(
+                    shard = number, total = shard.total(), restarts;
+                    "shard {shard}: {failure}"
+                );
                 slot.state = SlotState::Failed(failure);
                 if let Some(session) = session {
                     // Keep it resumable for whoever tries next.
@@ -216,6 +226,7 @@ impl ShardManager {
         self.queue.forget(shard);
         if reason.affects_whole_bot() {
             log::error!(
+                shard = number, total = shard.total(), close_code = reason.close_code().code();
                 "shard {shard}: {reason}; every shard would fail the same way, stopping the fleet"
             );
             self.stop_everything(FleetStop::Fatal(reason), ctx);

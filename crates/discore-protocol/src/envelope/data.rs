@@ -92,11 +92,28 @@ impl<'a> PayloadData<'a> {
     /// the error `parse` returned for the data.
     pub fn parse_with<T>(
         &self,
-        mut parse: impl FnMut(&'a str) -> Result<T, serde_json::Error>,
+        parse: impl FnMut(&'a str) -> Result<T, serde_json::Error>,
     ) -> Result<T, EnvelopeError> {
+        self.parse_exact_with(parse).map(|(value, _)| value)
+    }
+
+    /// As [`parse_with`](Self::parse_with), and also returns the exact text
+    /// of `d` that `parse` accepted: a slice of the frame, without the
+    /// whitespace around the value. Keeping the data as received costs no
+    /// pass over it beyond the parse.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_with`](Self::parse_with).
+    pub fn parse_exact_with<T>(
+        &self,
+        mut parse: impl FnMut(&'a str) -> Result<T, serde_json::Error>,
+    ) -> Result<(T, &'a str), EnvelopeError> {
         let text = self.text();
         let error = match parse(text) {
-            Ok(value) => return Ok(value),
+            // `parse` accepted it, so it is one JSON value: only whitespace
+            // may surround it (the scan runs `d` to the closing brace).
+            Ok(value) => return Ok((value, text.trim_matches(JSON_WHITESPACE))),
             Err(error) => error,
         };
         let Inner::Unchecked { frame, .. } = self.inner else {
@@ -108,9 +125,14 @@ impl<'a> PayloadData<'a> {
         if exact == text {
             return Err(EnvelopeError::mismatch(error));
         }
-        parse(exact).map_err(EnvelopeError::mismatch)
+        parse(exact)
+            .map(|value| (value, exact))
+            .map_err(EnvelopeError::mismatch)
     }
 }
+
+/// The whitespace JSON allows between tokens (RFC 8259, section 2).
+const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
 /// `d` of a frame, found and validated by the strict parser.
 fn validated_data(frame: &str) -> Result<&RawValue, EnvelopeError> {

@@ -218,6 +218,42 @@ mod tests {
         assert_eq!(value, serde_json::json!({"a": [1]}));
     }
 
+    /// The exact text of `d` is a slice of the frame: without the
+    /// whitespace around it, and found whatever the members' order.
+    #[test]
+    fn the_exact_data_text_is_a_slice_of_the_frame() {
+        for (frame, d) in [
+            (
+                r#"{"t":"X","s":1,"op":0,"d":{"a":[1, 2]}}"#,
+                r#"{"a":[1, 2]}"#,
+            ),
+            (
+                "{\"t\":\"X\",\"s\":1,\"op\":0,\"d\": {\"a\" : 1}\n }",
+                r#"{"a" : 1}"#,
+            ),
+            (r#"{"t":"X","d":{"b":"}"},"s":1,"op":0}"#, r#"{"b":"}"}"#),
+            (
+                r#"{"t":"X","s":1,"op":0,"d":{"a":1},"x":{"d":2}}"#,
+                r#"{"a":1}"#,
+            ),
+        ] {
+            let data = Envelope::peek(frame).expect("valid").data.expect("data");
+            let (value, text) = data
+                .parse_exact_with(serde_json::from_str::<serde_json::Value>)
+                .expect("parses");
+            assert_eq!(text, d, "{frame}");
+            assert_eq!(
+                value,
+                serde_json::from_str::<serde_json::Value>(d).expect("json")
+            );
+            let within = frame.as_bytes().as_ptr_range();
+            assert!(
+                within.contains(&text.as_ptr()),
+                "{frame}: not a slice of it"
+            );
+        }
+    }
+
     #[test]
     fn malformed_data_is_found_when_read() {
         for frame in [
