@@ -7,6 +7,7 @@ mod commands;
 mod compression;
 mod delivery;
 mod failures;
+mod fleet;
 mod handshake;
 mod resume;
 mod tls;
