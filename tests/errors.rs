@@ -3,8 +3,8 @@
 //! and never shows the token.
 
 use discore::{
-    CommandError, ConfigError, Intents, ManagerError, ReshardMode, ReshardRefusal, RouteError,
-    ShardFailure, ShardFailureReason, ShardId, ShardStartError, http::HttpError,
+    CommandError, ConfigError, Intents, InvalidToken, ManagerError, ReshardMode, ReshardRefusal,
+    RouteError, ShardFailure, ShardFailureReason, ShardId, ShardStartError, http::HttpError,
 };
 use std::time::Duration;
 
@@ -65,6 +65,16 @@ fn table() -> Vec<(String, &'static str)> {
             intents(Intents::empty()).to_string(),
             "a privileged intent (GUILD_MEMBERS, GUILD_PRESENCES or MESSAGE_CONTENT) is not \
              enabled for this bot (4014): enable it in the Developer Portal, or drop the intent",
+        ),
+        // The token's shape.
+        (
+            InvalidToken::Empty.to_string(),
+            "the token is empty: set DISCORD_TOKEN to the bot's token",
+        ),
+        (
+            InvalidToken::ForbiddenCharacter.to_string(),
+            "the token contains whitespace or a control character: copy it again from the \
+             Developer Portal, without spaces or a newline",
         ),
         // Starting a shard.
         (

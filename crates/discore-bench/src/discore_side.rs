@@ -217,62 +217,117 @@ pub async fn unsubscribed_throughput(
     Ok(Throughput::best(&rates))
 }
 
-/// `shards` shards spread over `arbiters` threads, each thread with its own
-/// counting actor; best of `runs` floods of `per_shard` events per shard.
-pub async fn fleet(
-    emulator: &mut Emulator,
-    codec: Codec,
-    shards: u32,
-    arbiters: usize,
-    per_shard: u64,
-    runs: usize,
-) -> anyhow::Result<Throughput> {
-    let arbiters: Vec<Arbiter> = (0..arbiters.max(1)).map(|_| Arbiter::new()).collect();
-    let counters: Vec<Addr<Counter>> = arbiters
-        .iter()
-        .map(|arbiter| Counter::start_in_arbiter(&arbiter.handle(), |_| Counter::default()))
-        .collect();
-    let queue = Arc::new(InMemoryIdentifyQueue::with_window(shards, Duration::ZERO));
-    let mut pending = Vec::new();
-    for id in 0..shards {
-        let slot = id as usize % arbiters.len();
-        let recipient = counters[slot].clone().recipient();
-        let config = config(emulator.gateway_url(), codec, Arc::clone(&queue));
-        let (sender, receiver) = oneshot::channel();
-        arbiters[slot].spawn_fn(move || {
-            actix_rt::spawn(async move {
-                let started =
-                    start_shard(config, id, shards, Some((recipient, messages_only()))).await;
-                let _ = sender.send(started.map_err(|e| format!("{e:#}")));
+/// Shards spread over arbiters, each arbiter with its own counting actor.
+pub struct Fleet {
+    arbiters: Vec<Arbiter>,
+    counters: Vec<Addr<Counter>>,
+    shards: Vec<Addr<Shard>>,
+}
+
+impl Fleet {
+    /// Starts `shards` shards over `arbiters` threads (shard `i` on arbiter
+    /// `i % arbiters`) and waits for every READY.
+    pub async fn start(
+        emulator: &Emulator,
+        codec: Codec,
+        shards: u32,
+        arbiters: usize,
+    ) -> anyhow::Result<Self> {
+        let arbiters: Vec<Arbiter> = (0..arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let counters: Vec<Addr<Counter>> = arbiters
+            .iter()
+            .map(|arbiter| Counter::start_in_arbiter(&arbiter.handle(), |_| Counter::default()))
+            .collect();
+        let queue = Arc::new(InMemoryIdentifyQueue::with_window(shards, Duration::ZERO));
+        let mut pending = Vec::new();
+        for id in 0..shards {
+            let slot = id as usize % arbiters.len();
+            let recipient = counters[slot].clone().recipient();
+            let config = config(emulator.gateway_url(), codec, Arc::clone(&queue));
+            let (sender, receiver) = oneshot::channel();
+            arbiters[slot].spawn_fn(move || {
+                actix_rt::spawn(async move {
+                    let started =
+                        start_shard(config, id, shards, Some((recipient, messages_only()))).await;
+                    let _ = sender.send(started.map_err(|e| format!("{e:#}")));
+                });
             });
-        });
-        pending.push(receiver);
-    }
-    let mut addrs = Vec::new();
-    for receiver in pending {
-        addrs.push(receiver.await?.map_err(|e| anyhow!(e))?);
-    }
-    let mut rates = Vec::new();
-    for _ in 0..runs.max(1) {
-        let mut armed = Vec::new();
-        for (slot, counter) in counters.iter().enumerate() {
-            let on_this = (0..shards)
-                .filter(|id| *id as usize % counters.len() == slot)
-                .count() as u64;
-            armed.push(Counter::arm(counter, on_this * per_shard, false).await?);
+            pending.push(receiver);
         }
-        let total = u64::from(shards) * per_shard;
-        rates.push(harness::flood_run(emulator, armed, total, per_shard).await?);
+        let mut addrs = Vec::new();
+        for receiver in pending {
+            addrs.push(receiver.await?.map_err(|e| anyhow!(e))?);
+        }
+        Ok(Self {
+            arbiters,
+            counters,
+            shards: addrs,
+        })
     }
-    shutdown(&addrs).await;
-    for arbiter in &arbiters {
-        arbiter.stop();
+
+    /// Arms every counter for the events its shards get when shard `s`
+    /// gets `per_shard(s)`.
+    async fn arm(
+        &self,
+        latency: bool,
+        per_shard: impl Fn(u32) -> u64,
+    ) -> anyhow::Result<Vec<oneshot::Receiver<Outcome>>> {
+        let shards = u32::try_from(self.shards.len())?;
+        let mut armed = Vec::new();
+        for (slot, counter) in self.counters.iter().enumerate() {
+            let on_this: u64 = (0..shards)
+                .filter(|id| *id as usize % self.counters.len() == slot)
+                .map(&per_shard)
+                .sum();
+            armed.push(Counter::arm(counter, on_this, latency).await?);
+        }
+        Ok(armed)
     }
-    for arbiter in arbiters {
-        let _ = arbiter.join();
+
+    /// Best of `runs` floods of `per_shard` events to every shard.
+    pub async fn throughput(
+        &self,
+        emulator: &mut Emulator,
+        per_shard: u64,
+        runs: usize,
+    ) -> anyhow::Result<Throughput> {
+        let mut rates = Vec::new();
+        for _ in 0..runs.max(1) {
+            let armed = self.arm(false, |_| per_shard).await?;
+            let total = self.shards.len() as u64 * per_shard;
+            rates.push(harness::flood_run(emulator, armed, total, per_shard).await?);
+        }
+        Ok(Throughput::best(&rates))
     }
-    emulator.settle(0, Duration::from_secs(5)).await?;
-    Ok(Throughput::best(&rates))
+
+    /// Send-to-handler latencies of `count` events at `rate` per second
+    /// over the whole fleet, shard by shard in turn.
+    pub async fn latency(
+        &self,
+        emulator: &mut Emulator,
+        rate: f64,
+        count: u64,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let shards = self.shards.len() as u64;
+        let armed = self
+            .arm(true, |shard| {
+                count / shards + u64::from(u64::from(shard) < count % shards)
+            })
+            .await?;
+        harness::fleet_latency_run(emulator, armed, rate, count, shards).await
+    }
+
+    /// Stops the shards and the arbiters.
+    pub async fn stop(self, emulator: &mut Emulator) -> anyhow::Result<()> {
+        shutdown(&self.shards).await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        for arbiter in self.arbiters {
+            let _ = arbiter.join();
+        }
+        emulator.settle(0, Duration::from_secs(30)).await
+    }
 }
 
 /// Cold start: `shards` shards in id order sharing one identify queue of

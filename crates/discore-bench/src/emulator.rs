@@ -334,6 +334,12 @@ async fn execute(mock: &MockServer, line: &str) -> anyhow::Result<String> {
             let count: u64 = count.parse()?;
             ticker(mock, rate, count).await
         }
+        ["ticker-shards", rate, count, shards] => {
+            let rate: f64 = rate.parse()?;
+            let count: u64 = count.parse()?;
+            let shards: u32 = shards.parse()?;
+            ticker_shards(mock, rate, count, shards).await
+        }
         ["connections"] => Ok(mock.with_observed(|o| o.open_connections()).to_string()),
         ["violations"] => Ok(mock.with_observed(|o| {
             let kinds: Vec<String> = o
@@ -371,6 +377,47 @@ async fn ticker(mock: &MockServer, rate: f64, count: u64) -> anyhow::Result<Stri
         actix_rt::time::sleep_until(at.into()).await;
         let (_, deliveries) = mock.post_message(channel, &latency_stamp(unix_nanos()))?;
         delivered += deliveries.len();
+    }
+    Ok(delivered.to_string())
+}
+
+/// Dispatches `count` MESSAGE_CREATEs at `rate` per second to shards 0, 1,
+/// …, `shards` − 1 in turn (message `i` to shard `i % shards`), each
+/// carrying its send time: the latency of a whole fleet under one rate.
+async fn ticker_shards(
+    mock: &MockServer,
+    rate: f64,
+    count: u64,
+    shards: u32,
+) -> anyhow::Result<String> {
+    let guild = *mock.guild_ids().first().context("no guilds")?;
+    let channel = *mock
+        .text_channel_ids(guild)
+        .first()
+        .context("no text channel")?;
+    let member = *mock.member_ids(guild).first().context("no members")?;
+    let mut message = serde_json::json!({
+        "id": "0", "channel_id": channel.to_string(), "guild_id": guild.to_string(),
+        "author": {"id": member.to_string(), "username": "member", "discriminator": "0",
+                   "global_name": "A Member", "avatar": null, "public_flags": 0},
+        "member": {"roles": [], "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                   "deaf": false, "mute": false, "flags": 0},
+        "content": "", "timestamp": "2024-01-01T00:00:00.000000+00:00",
+        "edited_timestamp": null, "tts": false, "mention_everyone": false, "mentions": [],
+        "mention_roles": [], "attachments": [], "embeds": [], "pinned": false, "type": 0,
+        "flags": 0, "channel_type": 0
+    });
+    let start = Instant::now();
+    let mut delivered = 0;
+    for i in 0..count {
+        let at = start + Duration::from_secs_f64(i as f64 / rate.max(1.0));
+        actix_rt::time::sleep_until(at.into()).await;
+        message["id"] = serde_json::Value::String((1_000_000 + i).to_string());
+        message["content"] = serde_json::Value::String(latency_stamp(unix_nanos()));
+        let shard = u32::try_from(i % u64::from(shards.max(1)))?;
+        delivered += mock
+            .dispatch(Some(&Target::Shard(shard)), "MESSAGE_CREATE", &message)
+            .len();
     }
     Ok(delivered.to_string())
 }

@@ -87,6 +87,43 @@ pub async fn latency_run(
     Ok(outcome.latencies)
 }
 
+/// Has the emulator dispatch `count` messages at `rate` per second to
+/// `shards` shards in turn, each with its send time, and gathers the armed
+/// handlers' latencies.
+pub async fn fleet_latency_run(
+    emulator: &mut Emulator,
+    armed: Vec<oneshot::Receiver<Outcome>>,
+    rate: f64,
+    count: u64,
+    shards: u64,
+) -> anyhow::Result<Vec<Duration>> {
+    let pacing = Duration::from_secs_f64(count as f64 / rate.max(1.0));
+    let delivered = emulator
+        .call(
+            &format!("ticker-shards {rate} {count} {shards}"),
+            pacing + Duration::from_secs(60),
+        )
+        .await?;
+    if delivered.trim().parse::<u64>().ok() != Some(count) {
+        bail!("the emulator delivered {delivered:?} of {count} probes");
+    }
+    let mut latencies = Vec::with_capacity(usize::try_from(count)?);
+    for receiver in armed {
+        let outcome = actix_rt::time::timeout(Duration::from_secs(30), receiver)
+            .await
+            .map_err(|_| anyhow!("the handlers did not see every latency probe"))?
+            .context("a handler went away")?;
+        latencies.extend(outcome.latencies);
+    }
+    if latencies.len() as u64 != count {
+        bail!(
+            "{} of {count} latency probes carried a timestamp",
+            latencies.len()
+        );
+    }
+    Ok(latencies)
+}
+
 /// Checks that the emulator serves every open connection with `codec`.
 pub async fn check_compression(emulator: &mut Emulator, codec: Codec) -> anyhow::Result<()> {
     let expected = match codec {

@@ -17,6 +17,7 @@ mod emulator;
 mod harness;
 mod limit;
 mod memory;
+mod metrics_cost;
 mod micro;
 mod report;
 mod stats;
@@ -95,6 +96,14 @@ struct Cli {
     /// Default all three.
     #[arg(long, global = true, value_enum)]
     codec: Vec<Codec>,
+    /// Shards of the large fleet in the fleet case (measured against one
+    /// shard). Default 16 and 1000 (smoke 4).
+    #[arg(long, global = true)]
+    fleet_shards: Option<u32>,
+    /// The largest fleet of the growth case (1, 10, 100, … up to it).
+    /// Default 1000 (smoke 10).
+    #[arg(long, global = true)]
+    growth_max: Option<u32>,
     /// Idle shards in the memory case. Default 1000 (smoke 20).
     #[arg(long, global = true)]
     idle_shards: Option<u32>,
@@ -120,12 +129,17 @@ enum Cmd {
     Fleet,
     /// RSS per idle, heartbeating shard.
     Memory,
+    /// How memory and CPU per heartbeat grow from 1 shard to many.
+    Growth,
     /// Time for N shards at max_concurrency M to be READY.
     ColdStart,
     /// Drop-to-RESUMED time and send-to-handler latency.
     Resume,
     /// Send-to-handler latency at a fixed moderate rate.
     Latency,
+    /// Metrics' cost: one shard's hot path with a scraper on and off
+    /// (zlib-stream), and encoding /metrics for 1, 16 and 1000 shards.
+    Metrics,
     /// One client and one flood of --events, nothing else: the shape to run
     /// under `valgrind --tool=callgrind` (the emulator is a child process,
     /// which callgrind does not trace by default). `limit` and
@@ -163,14 +177,19 @@ enum ProfileTarget {
 /// The sizes of every case.
 #[derive(Debug)]
 struct Settings {
+    smoke: bool,
     runs: usize,
     events: u64,
     libs: Libs,
     codecs: Vec<Codec>,
-    fleet_shards: u32,
+    fleet_sizes: Vec<u32>,
     fleet_arbiters: usize,
+    fleet_latency_rate: f64,
+    fleet_latency_events: u64,
+    growth_sizes: Vec<u32>,
     idle_shards: u32,
     idle_warmup: u32,
+    memory_runs: usize,
     idle_heartbeat: Duration,
     cold_shards: u32,
     cold_concurrency: u32,
@@ -189,6 +208,7 @@ impl Settings {
     fn new(cli: &Cli) -> Self {
         let smoke = cli.smoke;
         Self {
+            smoke,
             runs: cli.runs.unwrap_or(pick(smoke, 5, 1)),
             events: cli.events.unwrap_or(pick(smoke, 200_000, 2_000)),
             libs: cli.lib,
@@ -197,10 +217,25 @@ impl Settings {
             } else {
                 cli.codec.clone()
             },
-            fleet_shards: 16,
+            fleet_sizes: cli.fleet_shards.map_or_else(
+                || pick(smoke, vec![1, 16, 1000], vec![1, 4]),
+                |n| vec![1, n],
+            ),
             fleet_arbiters: 2,
+            fleet_latency_rate: pick(smoke, 50_000.0, 2_000.0),
+            fleet_latency_events: pick(smoke, 150_000, 2_000),
+            growth_sizes: cli.growth_max.map_or_else(
+                || pick(smoke, vec![1, 10, 100, 1000], vec![1, 10]),
+                |max| {
+                    [1, 10, 100, 1000, 10_000]
+                        .into_iter()
+                        .filter(|n| *n <= max)
+                        .collect()
+                },
+            ),
             idle_shards: cli.idle_shards.unwrap_or(pick(smoke, 1000, 20)),
             idle_warmup: pick(smoke, 20, 5),
+            memory_runs: cli.runs.unwrap_or(pick(smoke, 3, 1)),
             idle_heartbeat: Duration::from_millis(pick(smoke, 1000, 200)),
             cold_shards: pick(smoke, 1000, 8),
             cold_concurrency: pick(smoke, 16, 4),
@@ -256,7 +291,10 @@ async fn run(command: &Cmd, settings: &Settings) -> anyhow::Result<Report> {
         single_shard(settings, parts, &mut report).await?;
     }
     if all || matches!(command, Cmd::Fleet) {
-        report.push(fleet(settings).await?);
+        fleet(settings, &mut report).await?;
+    }
+    if all || matches!(command, Cmd::Growth) {
+        report.push(growth(settings).await?);
     }
     if all || matches!(command, Cmd::Memory) {
         report.push(idle_memory(settings).await?);
@@ -269,6 +307,21 @@ async fn run(command: &Cmd, settings: &Settings) -> anyhow::Result<Report> {
     }
     if all || matches!(command, Cmd::Latency) {
         report.push(latency(settings).await?);
+    }
+    if all || matches!(command, Cmd::Metrics) {
+        progress("metrics: hot path with and without a scraper, then encode times");
+        let mut emulator = Emulator::spawn(&EmulatorArgs::default()).await?;
+        let (hot, encode) = metrics_cost::run(
+            &mut emulator,
+            Codec::Zlib,
+            settings.events,
+            settings.runs,
+            settings.smoke,
+        )
+        .await?;
+        emulator.stop().await;
+        report.push(hot);
+        report.push(encode);
     }
     Ok(report)
 }
@@ -331,37 +384,39 @@ async fn single_shard(
     for codec in codecs {
         progress(&format!("capturing the {} flood", codec.label()));
         let capture = capture::capture(&mut emulator, codec, settings.events, guilds).await?;
-        progress(&format!("tight-loop limit, {}", codec.label()));
-        let limit = limit::best(&capture, settings.runs, limit::Parser::TwilightModel)?;
-        let own_limit = limit::best(&capture, settings.runs, limit::Parser::Discore)?;
-        let mut discore = None;
-        let mut unsubscribed = None;
-        let mut twilight = None;
-        if parts.clients && settings.codecs.contains(&codec) {
-            if settings.libs.has(Lib::Discore) {
-                progress(&format!("discore, {}", codec.label()));
-                discore = Some(
-                    discore_side::throughput(&mut emulator, codec, settings.events, settings.runs)
-                        .await?,
+        // Interleaved rounds: the limits, discore, twilight-gateway, then
+        // again; the best of each counts.
+        let mut limits = Vec::new();
+        let mut own_limits = Vec::new();
+        let mut discores = Vec::new();
+        let mut unsubscribeds = Vec::new();
+        let mut twilights = Vec::new();
+        let clients = parts.clients && settings.codecs.contains(&codec);
+        for round in 1..=settings.runs.max(1) {
+            progress(&format!("{}, round {round}", codec.label()));
+            limits.push(limit::best(&capture, 1, limit::Parser::TwilightModel)?);
+            own_limits.push(limit::best(&capture, 1, limit::Parser::Discore)?);
+            if clients && settings.libs.has(Lib::Discore) {
+                discores.push(
+                    discore_side::throughput(&mut emulator, codec, settings.events, 1).await?,
                 );
-                unsubscribed = Some(
-                    discore_side::unsubscribed_throughput(
-                        &mut emulator,
-                        codec,
-                        settings.events,
-                        settings.runs,
-                    )
-                    .await?,
+                unsubscribeds.push(
+                    discore_side::unsubscribed_throughput(&mut emulator, codec, settings.events, 1)
+                        .await?,
                 );
             }
-            if settings.libs.has(Lib::Twilight) && twilight_side::supports(codec) {
-                progress(&format!("twilight-gateway, {}", codec.label()));
-                twilight = Some(
-                    twilight_side::throughput(&mut emulator, codec, settings.events, settings.runs)
-                        .await?,
+            if clients && settings.libs.has(Lib::Twilight) && twilight_side::supports(codec) {
+                twilights.push(
+                    twilight_side::throughput(&mut emulator, codec, settings.events, 1).await?,
                 );
             }
         }
+        let best = |runs: &[Throughput]| (!runs.is_empty()).then(|| Throughput::best(runs));
+        let limit = Throughput::best(&limits);
+        let own_limit = Throughput::best(&own_limits);
+        let discore = best(&discores);
+        let unsubscribed = best(&unsubscribeds);
+        let twilight = best(&twilights);
         if settings.codecs.contains(&codec) {
             let rate =
                 |v: Option<Throughput>| v.map_or_else(|| "n/a".to_owned(), |v| thousands(v.rate));
@@ -461,49 +516,98 @@ async fn profile(target: ProfileTarget, codec: Codec, events: u64) -> anyhow::Re
     Ok(())
 }
 
-/// Case 3.
-async fn fleet(settings: &Settings) -> anyhow::Result<Section> {
+/// Case 3: the fleet's throughput against one shard's in the same
+/// harness, and the fleet's latency at a fixed rate.
+async fn fleet(settings: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let largest = settings.fleet_sizes.iter().copied().max().unwrap_or(1);
     let args = EmulatorArgs {
         guilds: 64,
         workers: 2,
-        max_concurrency: settings.fleet_shards,
+        max_concurrency: largest,
         ..EmulatorArgs::default()
     };
     let mut emulator = Emulator::spawn(&args).await?;
-    let per_shard = (settings.events / u64::from(settings.fleet_shards)).max(100);
     let mut table = Section::new(
-        "Throughput, a fleet (discore, zlib-stream, events per second in total)",
+        "Throughput, a fleet (discore, zlib-stream, MESSAGE_CREATE events per second in total)",
         &[
             "shards",
             "arbiters (threads)",
             "events per run",
             "events/s",
             "per shard",
+            "of one shard's rate",
+            "CPU per event",
         ],
     );
-    progress("fleet");
-    let fleet = discore_side::fleet(
-        &mut emulator,
-        Codec::Zlib,
-        settings.fleet_shards,
-        settings.fleet_arbiters,
-        per_shard,
-        settings.runs,
-    )
-    .await?;
-    table.row(vec![
-        settings.fleet_shards.to_string(),
-        settings.fleet_arbiters.to_string(),
-        thousands((per_shard * u64::from(settings.fleet_shards)) as f64),
-        thousands(fleet.rate),
-        thousands(fleet.rate / f64::from(settings.fleet_shards)),
-        format!("{:.1} µs", fleet.cpu_per_event.as_secs_f64() * 1e6),
-    ]);
-    table.note(
-        "Each arbiter runs its shards and one counting actor; the emulator (2 workers) shares the same 2 cores.",
+    let mut single = None;
+    for &shards in &settings.fleet_sizes {
+        let arbiters = if shards == 1 {
+            1
+        } else {
+            settings.fleet_arbiters
+        };
+        progress(&format!("fleet, {shards} shards on {arbiters} arbiters"));
+        let per_shard = (settings.events / u64::from(shards)).max(100);
+        let fleet = discore_side::Fleet::start(&emulator, Codec::Zlib, shards, arbiters).await?;
+        let measured = fleet
+            .throughput(&mut emulator, per_shard, settings.runs)
+            .await;
+        fleet.stop(&mut emulator).await?;
+        let measured = measured?;
+        if shards == 1 {
+            single = Some(measured.rate);
+        }
+        table.row(vec![
+            shards.to_string(),
+            arbiters.to_string(),
+            thousands((per_shard * u64::from(shards)) as f64),
+            thousands(measured.rate),
+            thousands(measured.rate / f64::from(shards)),
+            single.map_or("n/a".to_owned(), |one| percent(measured.rate / one)),
+            format!("{:.1} µs", measured.cpu_per_event.as_secs_f64() * 1e6),
+        ]);
+    }
+    table.note(format!(
+        "Best of {} floods per size; every shard gets the same number of events. Shard i runs on arbiter i mod the arbiters, each arbiter with one counting actor; the emulator (2 workers) shares the same 2 cores. Target: {} shards on 2 arbiters ≥ 90% of one shard's rate.",
+        settings.runs, largest
+    ));
+    report.push(table);
+
+    progress(&format!(
+        "fleet latency, {largest} shards at {} events/s",
+        settings.fleet_latency_rate
+    ));
+    let fleet =
+        discore_side::Fleet::start(&emulator, Codec::Zlib, largest, settings.fleet_arbiters)
+            .await?;
+    let samples = fleet
+        .latency(
+            &mut emulator,
+            settings.fleet_latency_rate,
+            settings.fleet_latency_events,
+        )
+        .await;
+    fleet.stop(&mut emulator).await?;
+    let mut samples = samples?;
+    let mut table = Section::new(
+        format!(
+            "Event latency across a fleet, emulator send to handler ({largest} shards on {} arbiters, {} MESSAGE_CREATE/s in total, {} events, zlib-stream)",
+            settings.fleet_arbiters,
+            thousands(settings.fleet_latency_rate),
+            thousands(settings.fleet_latency_events as f64)
+        ),
+        &["p50", "p90", "p99", "max"],
     );
+    table.row(vec![
+        stats::micros(stats::percentile(&mut samples, 50.0)),
+        stats::micros(stats::percentile(&mut samples, 90.0)),
+        stats::micros(stats::percentile(&mut samples, 99.0)),
+        stats::micros(stats::percentile(&mut samples, 100.0)),
+    ]);
+    table.note("The emulator dispatches the messages to the shards in turn at the given total rate, each stamped with the wall clock just before it is built; each arbiter's handler subtracts it from the wall clock when it sees the typed event. Target: p99 ≤ 5 ms at 50,000 events/s.");
+    report.push(table);
     emulator.stop().await;
-    Ok(table)
+    Ok(())
 }
 
 /// Case 4 (and 7's memory half).
@@ -521,57 +625,137 @@ async fn idle_memory(settings: &Settings) -> anyhow::Result<Section> {
         ),
         &[
             "compression",
+            "started",
             "discore",
             "twilight-gateway",
             "discore / twilight",
             "still connected",
         ],
     );
-    for codec in [Codec::None, Codec::Zlib] {
-        let mut cells = Vec::new();
-        let mut connected = Vec::new();
-        let mut values = Vec::new();
-        for lib in [Lib::Discore, Lib::Twilight] {
-            if !settings.libs.has(lib) || (lib == Lib::Twilight && !twilight_side::supports(codec))
-            {
-                cells.push("n/a".to_owned());
-                values.push(None);
-                continue;
+    let starts = [
+        ("together, from before the first", memory::Start::Together),
+        (
+            "in batches of 50, after warm-up",
+            memory::Start::Batched {
+                warmup: settings.idle_warmup,
+                batch: 50,
+            },
+        ),
+    ];
+    for (start_label, start) in starts {
+        for codec in [Codec::None, Codec::Zlib] {
+            let mut best: [Option<f64>; 2] = [None, None];
+            let mut connected = Vec::new();
+            // Interleaved: discore, twilight, discore, twilight, …; the
+            // least growth of each counts.
+            for _ in 0..settings.memory_runs {
+                for (slot, lib) in [Lib::Discore, Lib::Twilight].into_iter().enumerate() {
+                    if !settings.libs.has(lib)
+                        || (lib == Lib::Twilight && !twilight_side::supports(codec))
+                    {
+                        continue;
+                    }
+                    progress(&format!(
+                        "idle memory, {}, {}, {start_label}",
+                        lib.name(),
+                        codec.label()
+                    ));
+                    let idle = memory::measure(
+                        &mut emulator,
+                        lib,
+                        codec,
+                        settings.idle_shards,
+                        start,
+                        settle,
+                    )
+                    .await?;
+                    let kib = idle.per_shard_kib;
+                    best[slot] = Some(best[slot].map_or(kib, |b: f64| b.min(kib)));
+                    connected.push(format!("{}: {}", lib.name(), idle.connected));
+                }
             }
-            progress(&format!("idle memory, {}, {}", lib.name(), codec.label()));
+            let cell =
+                |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.1} KiB"));
+            let ratio = match (best[0], best[1]) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{a:.1}/{b:.1} = {}", percent(a / b)),
+                _ => "n/a".to_owned(),
+            };
+            let twilight_cell = if codec == Codec::None && cfg!(feature = "twilight-zlib") {
+                format!("{} (zlib build: decompressor allocated)", cell(best[1]))
+            } else {
+                cell(best[1])
+            };
+            connected.dedup();
+            table.row(vec![
+                codec.label().to_owned(),
+                start_label.to_owned(),
+                cell(best[0]),
+                twilight_cell,
+                ratio,
+                connected.join(", "),
+            ]);
+        }
+    }
+    table.note(format!(
+        "Each measurement is a fresh process, least of {} interleaved runs (discore, twilight, discore, …). \"Together\": every shard started at once, VmRSS read before the first; \"batches\": {} warm-up shards first, then the growth over the rest started 50 at a time. Read after {} ms of idling (heartbeat interval {} ms). Target: discore ≤ twilight-gateway, with and without compression.",
+        settings.memory_runs,
+        settings.idle_warmup,
+        settle.as_millis(),
+        settings.idle_heartbeat.as_millis()
+    ));
+    emulator.stop().await;
+    Ok(table)
+}
+
+/// How the cost per shard grows with the fleet: memory per idle shard
+/// (started together, measured from before the first) and CPU time per
+/// heartbeat, from 1 shard up.
+async fn growth(settings: &Settings) -> anyhow::Result<Section> {
+    let args = EmulatorArgs {
+        heartbeat_ms: u64::try_from(settings.idle_heartbeat.as_millis())?,
+        max_concurrency: settings.growth_sizes.iter().copied().max().unwrap_or(1),
+        ..EmulatorArgs::default()
+    };
+    let mut emulator = Emulator::spawn(&args).await?;
+    let settle = settings.idle_heartbeat.mul_f64(2.5);
+    let mut table = Section::new(
+        "Growth with the fleet (discore, idle shards started together, VmRSS from before the first)",
+        &[
+            "shards",
+            "compression",
+            "memory per shard",
+            "CPU per heartbeat",
+            "still connected",
+        ],
+    );
+    for &shards in &settings.growth_sizes {
+        for codec in [Codec::None, Codec::Zlib] {
+            progress(&format!("growth, {shards} shards, {}", codec.label()));
             let idle = memory::measure(
                 &mut emulator,
-                lib,
+                Lib::Discore,
                 codec,
-                settings.idle_shards,
-                settings.idle_warmup,
+                shards,
+                memory::Start::Together,
                 settle,
             )
             .await?;
-            cells.push(format!("{:.1} KiB", idle.per_shard_kib));
-            values.push(Some(idle.per_shard_kib));
-            connected.push(format!("{}: {}", lib.name(), idle.connected));
+            let heartbeats =
+                f64::from(shards) * settle.as_secs_f64() / settings.idle_heartbeat.as_secs_f64();
+            table.row(vec![
+                shards.to_string(),
+                codec.label().to_owned(),
+                format!("{:.1} KiB", idle.per_shard_kib),
+                format!(
+                    "{:.1} µs",
+                    idle.idle_cpu.as_secs_f64() * 1e6 / heartbeats.max(1.0)
+                ),
+                idle.connected.to_string(),
+            ]);
         }
-        let ratio = match (values[0], values[1]) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{a:.0}/{b:.0} = {}", percent(a / b)),
-            _ => "n/a".to_owned(),
-        };
-        let twilight_cell = if codec == Codec::None && cfg!(feature = "twilight-zlib") {
-            format!("{} (zlib build: decompressor allocated)", cells[1])
-        } else {
-            cells[1].clone()
-        };
-        table.row(vec![
-            codec.label().to_owned(),
-            cells[0].clone(),
-            twilight_cell,
-            ratio,
-            connected.join(", "),
-        ]);
     }
     table.note(format!(
-        "Each measurement is a fresh process; {} warm-up shards first, then the growth over the rest after {} ms of idling (heartbeat interval {} ms). Target: discore ≤ twilight-gateway, with and without compression.",
-        settings.idle_warmup,
+        "One fresh probe process per row. CPU per heartbeat: the probe's CPU time over {} ms of idling divided by the heartbeats due in it (shards × idle time ÷ the {} ms interval): the heartbeat, its ACK, and the one timer each shard keeps armed (actix's run_later at the machine's next deadline). Small fleets are dominated by the process's fixed costs.",
         settle.as_millis(),
         settings.idle_heartbeat.as_millis()
     ));

@@ -3,12 +3,20 @@
 //! Each measurement runs in a fresh process (the hidden `memory-probe`
 //! subcommand), because a process never gives freed heap back reliably and
 //! one library's leftovers would hide the other's growth; the emulator runs
-//! in its own process too. The probe starts `warmup` shards first (so
-//! one-time costs such as TLS setup, thread-locals and buffers sized on
-//! first use are paid), reads VmRSS, starts the rest, waits a few heartbeat
-//! intervals, and reads VmRSS again. The parent then checks with the
-//! emulator that every shard is still connected (a shard that stopped
+//! in its own process too. The probe starts `warmup` shards first (none:
+//! the reading is taken before the first shard), reads VmRSS, starts the
+//! rest in batches of `batch` (each batch waits for its READYs; a batch of
+//! every shard starts them all at once, as a fleet starts), waits a few
+//! heartbeat intervals, and reads VmRSS again. The parent then checks with
+//! the emulator that every shard is still connected (a shard that stopped
 //! heartbeating would have been closed) before it ends the probe.
+//!
+//! The two ways of starting differ by what the allocator keeps: shards
+//! started together hold their handshakes' buffers at the same time, and
+//! glibc keeps the freed memory between the long-lived allocations that
+//! followed it (it returns only whole free pages at the top of a heap, or
+//! on `malloc_trim`); shards started in batches reuse the same freed
+//! memory batch after batch.
 
 use crate::{
     Lib,
@@ -39,6 +47,9 @@ pub struct ProbeArgs {
     /// Shards started before the first reading.
     #[arg(long)]
     pub warmup: u32,
+    /// Shards started at once after it.
+    #[arg(long)]
+    pub batch: u32,
     /// The emulator's gateway URL.
     #[arg(long)]
     pub url: String,
@@ -58,9 +69,6 @@ pub fn rss_kib() -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-/// Shards started per batch (each batch waits for its READYs).
-const BATCH: u32 = 50;
-
 /// The probe process: prints `ok <rss before> <rss after>` and idles until
 /// its standard input closes.
 pub fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
@@ -68,7 +76,7 @@ pub fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
 }
 
 async fn probe_async(args: ProbeArgs) -> anyhow::Result<()> {
-    let warmup = args.warmup.clamp(1, args.shards.saturating_sub(1).max(1));
+    let warmup = args.warmup.min(args.shards.saturating_sub(1));
     let mut discore = Vec::new();
     let mut twilight = Vec::new();
     let counter = discore_side::Counter::default().start();
@@ -112,18 +120,22 @@ async fn probe_async(args: ProbeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    keep(start(0, warmup).await?);
+    if warmup > 0 {
+        keep(start(0, warmup).await?);
+    }
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kib()?;
     let mut next = warmup;
     while next < args.shards {
-        let to = (next + BATCH).min(args.shards);
+        let to = (next + args.batch.max(1)).min(args.shards);
         keep(start(next, to).await?);
         next = to;
     }
+    let cpu = crate::stats::cpu_time();
     actix_rt::time::sleep(Duration::from_millis(args.settle_ms)).await;
+    let cpu = crate::stats::cpu_time().saturating_sub(cpu);
     let after = rss_kib()?;
-    println!("ok {before} {after}");
+    println!("ok {before} {after} {}", cpu.as_micros());
     let mut stdin = read_lines(std::io::stdin());
     let _ = actix_rt::time::timeout(Duration::from_secs(120), stdin.recv()).await;
     drop((discore, twilight));
@@ -135,6 +147,20 @@ enum Started {
     Twilight(TwilightShard),
 }
 
+/// How a probe starts its shards.
+#[derive(Clone, Copy, Debug)]
+pub enum Start {
+    /// Every shard at once, the reading taken before the first.
+    Together,
+    /// `warmup` shards before the reading, then batches of `batch`.
+    Batched {
+        /// Shards started before the first reading.
+        warmup: u32,
+        /// Shards per batch.
+        batch: u32,
+    },
+}
+
 /// One idle-memory measurement.
 #[derive(Debug)]
 pub struct Idle {
@@ -142,6 +168,9 @@ pub struct Idle {
     pub per_shard_kib: f64,
     /// Connections the emulator counted open at the end.
     pub connected: usize,
+    /// The probe's CPU time while every shard idled (heartbeats, their
+    /// ACKs and the timers).
+    pub idle_cpu: Duration,
 }
 
 /// Runs one probe process against `emulator`.
@@ -150,15 +179,20 @@ pub async fn measure(
     lib: Lib,
     codec: Codec,
     shards: u32,
-    warmup: u32,
+    start: Start,
     settle: Duration,
 ) -> anyhow::Result<Idle> {
+    let (warmup, batch) = match start {
+        Start::Together => (0, shards),
+        Start::Batched { warmup, batch } => (warmup, batch),
+    };
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("memory-probe")
         .args(["--client", lib.name(), "--compression", codec_flag(codec)])
         .args(["--shards", &shards.to_string()])
         .args(["--warmup", &warmup.to_string()])
+        .args(["--batch", &batch.to_string()])
         .args(["--url", emulator.gateway_url()])
         .args(["--settle-ms", &settle.as_millis().to_string()])
         .stdin(Stdio::piped())
@@ -194,13 +228,14 @@ pub async fn measure(
         .split_whitespace()
         .map(str::parse)
         .collect::<Result<_, _>>()?;
-    let [before, after] = numbers[..] else {
+    let [before, after, cpu_micros] = numbers[..] else {
         bail!("probe: {line}");
     };
-    let measured = shards.saturating_sub(warmup.clamp(1, shards.saturating_sub(1).max(1)));
+    let measured = shards.saturating_sub(warmup.min(shards.saturating_sub(1)));
     Ok(Idle {
         per_shard_kib: after.saturating_sub(before) as f64 / f64::from(measured.max(1)),
         connected,
+        idle_cpu: Duration::from_micros(cpu_micros),
     })
 }
 

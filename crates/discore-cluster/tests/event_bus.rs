@@ -143,6 +143,44 @@ async fn a_worker_fleet_gets_every_dispatch_once_in_order_and_survives_a_kill_9(
     })
     .await;
 
+    // A worker gets Discord's bytes: the data exactly as the emulator sent
+    // it (member order, unknown fields, non-ASCII text), not twilight-model's
+    // re-serialization of the typed event.
+    let guild = mock
+        .guild_ids()
+        .into_iter()
+        .find(|g| discore_protocol::shard_for_guild(*g, TOTAL) == 1)
+        .expect("a guild on shard 1");
+    let channel = serde_json::json!({
+        "id": "4242",
+        "type": 0,
+        "guild_id": guild.to_string(),
+        "name": "bytes-as-sent",
+        "position": 3,
+        "discore_unknown_field": { "nested": [1, 2.5, "caf\u{e9} \u{1f980}"], "flag": null },
+    });
+    let sent = channel.to_string();
+    let deliveries = mock.dispatch(Some(&Target::Shard(1)), "CHANNEL_UPDATE", &channel);
+    assert_eq!(deliveries.len(), 1, "shard 1 has one session");
+    let received = common::wait_for("a worker handled the CHANNEL_UPDATE", async || {
+        workers.iter().flat_map(Process::lines).find_map(|line| {
+            let parts: Vec<&str> = line.splitn(6, ' ').collect();
+            match parts[..] {
+                ["EVENT", "1", _, "CHANNEL_UPDATE", _, data] => Some(data.to_owned()),
+                _ => None,
+            }
+        })
+    })
+    .await;
+    assert_eq!(received, sent, "byte-identical to what the emulator sent");
+    let typed: twilight_model::channel::Channel =
+        serde_json::from_str(&sent).expect("twilight-model reads it");
+    assert_ne!(
+        serde_json::to_string(&typed).expect("serializes"),
+        sent,
+        "a re-serialization would have lost the unknown field"
+    );
+
     // Exactly once, in order per shard.
     dispatch(&mock, 0..25);
     common::wait_for("the workers handled 100 events", async || {

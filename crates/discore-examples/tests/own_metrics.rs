@@ -74,12 +74,13 @@ async fn the_bots_registry_serves_discores_metrics_without_the_admin_server() {
             }
             // Every discore family keeps the conventions, in the bot's
             // registry as in the admin server's.
-            let mut discore = prometheus::Exposition::default();
-            discore.families = metrics
-                .families
-                .into_iter()
-                .filter(|(name, _)| name.starts_with("discore_"))
-                .collect();
+            let discore = prometheus::Exposition {
+                families: metrics
+                    .families
+                    .into_iter()
+                    .filter(|(name, _)| name.starts_with("discore_"))
+                    .collect(),
+            };
             prometheus::check_conventions(&discore).unwrap_or_else(|e| panic!("{e}\n{text}"));
             break;
         }

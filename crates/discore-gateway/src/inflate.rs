@@ -78,6 +78,9 @@ pub struct Inflater {
     input: Vec<u8>,
     output: Vec<u8>,
     max: usize,
+    /// The length of the last inflated message: the size of a fresh output
+    /// buffer when the last one went along with its payload.
+    last_len: usize,
 }
 
 enum Kind {
@@ -119,6 +122,7 @@ impl Inflater {
             input: Vec::new(),
             output: Vec::new(),
             max,
+            last_len: 0,
         })
     }
 
@@ -136,6 +140,12 @@ impl Inflater {
     pub fn push<'a>(&'a mut self, message: &'a [u8]) -> Result<Option<&'a [u8]>, InflateError> {
         if self.output.capacity() == 0 && self.is_compressed() {
             self.output = SPARE_OUTPUT.take();
+            if self.output.capacity() == 0 && self.last_len > 0 {
+                // Sized like the last message, with a quarter more: most
+                // messages of a stream are alike, and a larger one grows it.
+                let hint = self.last_len + self.last_len / 4 + 64;
+                self.output = Vec::with_capacity(hint.min(self.max.saturating_add(1)));
+            }
         }
         match &mut self.kind {
             Kind::None => Ok(Some(message)),
@@ -194,8 +204,12 @@ impl Inflater {
             return Ok(None);
         }
         let mut output = std::mem::take(&mut self.output);
-        // Shrinking in place: the allocator splits the block, nothing moves.
-        output.shrink_to_fit();
+        self.last_len = output.len();
+        // Shrinking in place (the allocator splits the block, nothing
+        // moves), unless the room left is small already.
+        if output.capacity() - output.len() > output.len() / 8 {
+            output.shrink_to_fit();
+        }
         Ok(Some(Bytes::from(output)))
     }
 

@@ -58,8 +58,11 @@ pub enum InvalidToken {
 impl fmt::Display for InvalidToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Empty => "the token is empty",
-            Self::ForbiddenCharacter => "the token contains whitespace or a control character",
+            Self::Empty => "the token is empty: set DISCORD_TOKEN to the bot's token",
+            Self::ForbiddenCharacter => {
+                "the token contains whitespace or a control character: \
+                 copy it again from the Developer Portal, without spaces or a newline"
+            }
         })
     }
 }

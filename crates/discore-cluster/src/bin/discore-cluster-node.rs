@@ -20,7 +20,7 @@ use discore_cluster::{
     ClusterNode, ClusterRedis, EventBus, EventSource, EventSourceConfig, NodeConfig,
     ShardAssignment, ShutdownNode, StopSource, StreamSettings,
 };
-use discore_gateway::{Backoff, Dispatch, GatewayEvent, Intents, ShardConfig, Token};
+use discore_gateway::{Backoff, GatewayEvent, Intents, ShardConfig, Token};
 use discore_manager::{
     DiscoveryConfig, IdentifyConfig, IdentifyLimits, ManagerConfig, Placement, RestartPolicy,
     SupervisionConfig,
@@ -158,10 +158,11 @@ impl Handler<GatewayEvent> for Printer {
             if !delay.is_zero() {
                 actix_rt::time::sleep(delay).await;
             }
-            let data = match &*event.event {
-                Dispatch::Raw(raw) => raw.data.get().to_owned(),
-                Dispatch::Known { .. } => "-".to_owned(),
-            };
+            // The data as Discord sent it (JSON has no raw line breaks).
+            let data = event.raw_data().map_or_else(
+                || "-".to_owned(),
+                |d| String::from_utf8_lossy(d).into_owned(),
+            );
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros());

@@ -45,6 +45,9 @@ pub struct PublishLedger(Mutex<HashMap<ShardId, ShardLedger>>);
 
 #[derive(Debug, Default)]
 struct ShardLedger {
+    /// The shard moved to another process: its events still arriving here
+    /// are not published (the new owner has them replayed).
+    released: bool,
     session: Option<Arc<str>>,
     /// Sequences queued and not acknowledged, with their count.
     pending: BTreeMap<u64, u32>,
@@ -76,12 +79,27 @@ impl PublishLedger {
         self.with(shard, |ledger| ledger.session.clone())
     }
 
-    /// Forgets `shard` (it moved to another process).
+    /// `shard` runs here again (adopted to identify; a resumed shard calls
+    /// [`PublishLedger::set_session`] instead): its events are published.
+    pub fn claim(&self, shard: ShardId) {
+        self.with(shard, |ledger| *ledger = ShardLedger::default());
+    }
+
+    /// `shard` moved to another process: the events of it that still
+    /// arrive (a shard stopping after its lease was lost) are dropped, not
+    /// published without a deduplication id; the new owner resumes from a
+    /// checkpoint no later than what was published and has them replayed.
     pub fn forget(&self, shard: ShardId) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&shard);
+        self.with(shard, |ledger| {
+            *ledger = ShardLedger {
+                released: true,
+                ..ShardLedger::default()
+            };
+        });
+    }
+
+    fn released(&self, shard: ShardId) -> bool {
+        self.with(shard, |ledger| ledger.released)
     }
 
     /// The latest sequence of `session` that may be checkpointed: every
@@ -129,6 +147,10 @@ pub struct PublisherStats {
     pub retries: u64,
     /// Dispatches waiting to be published or acknowledged.
     pub pending: u64,
+    /// Dispatches not published: of shards that had moved to another
+    /// process (the new owner has them replayed), or built by hand without
+    /// the data as received.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +159,7 @@ struct Counters {
     duplicates: AtomicU64,
     retries: AtomicU64,
     queued: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// One dispatch to publish. Holding the event holds its delivery credit, so
@@ -157,7 +180,8 @@ enum Input {
 }
 
 /// An actor that publishes every [`GatewayEvent`] it receives to the bot's
-/// stream: subject per event type and shard, the raw JSON as payload, and
+/// stream: subject per event type and shard, the dispatch's data (`d`)
+/// exactly as Discord sent it as payload ([`GatewayEvent::raw_data`]), and
 /// the shard, event, sequence and session as headers (`docs/cluster.md`,
 /// "3. The event bus").
 ///
@@ -188,23 +212,28 @@ impl EventPublisher {
         }
     }
 
-    fn job(&self, event: GatewayEvent) -> Job {
+    fn job(&self, event: GatewayEvent) -> Option<Job> {
         let shard = event.shard;
+        if self.ledger.released(shard) {
+            log::debug!(
+                "shard {shard}: moved to another process, {} not published",
+                event.name()
+            );
+            return None;
+        }
         if let Some(session) = session_of_ready(&event.event) {
             self.ledger.set_session(shard, &session);
         }
         let name = event.name().to_owned();
-        let payload = match &*event.event {
-            Dispatch::Raw(raw) => Bytes::copy_from_slice(raw.data.get().as_bytes()),
-            Dispatch::Known { event: typed, .. } => match serde_json::to_vec(typed) {
-                Ok(json) => Bytes::from(json),
-                Err(error) => {
-                    log::warn!(
-                        "shard {shard}: {name} does not serialize, published as null: {error}"
-                    );
-                    Bytes::from_static(b"null")
-                }
-            },
+        // Discord's bytes, exactly as the shard received them (a shared
+        // slice of the frame): never re-serialized from the typed event.
+        let Some(payload) = event.raw_data_shared() else {
+            log::warn!(
+                "shard {shard}: {name} #{} carries no received data (built by hand without \
+                 GatewayEvent::with_raw_data), not published",
+                event.sequence
+            );
+            return None;
         };
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -227,7 +256,7 @@ impl EventPublisher {
         };
         headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
         self.ledger.queued(shard, event.sequence);
-        Job {
+        Some(Job {
             shard,
             sequence: event.sequence,
             subject: self.bus.event_subject(&name, shard.number()),
@@ -235,7 +264,7 @@ impl EventPublisher {
             payload,
             _event: event,
             attempts: 0,
-        }
+        })
     }
 }
 
@@ -289,7 +318,10 @@ impl Handler<GatewayEvent> for EventPublisher {
 
     /// Queues the dispatch for publishing.
     fn handle(&mut self, event: GatewayEvent, _: &mut Context<Self>) {
-        let job = self.job(event);
+        let Some(job) = self.job(event) else {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         if let Some(inputs) = &self.inputs
             && inputs.send(Input::Publish(job)).is_err()
@@ -315,6 +347,7 @@ impl Handler<GetPublisherStats> for EventPublisher {
                 .queued
                 .load(Ordering::Relaxed)
                 .saturating_sub(published + duplicates),
+            dropped: c.dropped.load(Ordering::Relaxed),
         })
     }
 }

@@ -528,7 +528,10 @@ async fn handle(
         return true;
     }
     let dispatch = Dispatch::parse(&name, kind, &data);
-    let event = GatewayEvent::new(shard, sequence, Arc::new(dispatch));
+    // The handler sees Discord's bytes, as a handler in the gateway process
+    // does.
+    let event = GatewayEvent::new(shard, sequence, Arc::new(dispatch))
+        .with_raw_data(message.payload.clone());
     if job.recipient.send(event).await.is_err() {
         log::warn!("consumer {}: the recipient stopped", job.durable);
         return false;

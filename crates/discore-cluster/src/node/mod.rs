@@ -352,10 +352,13 @@ impl ClusterNode {
                         None
                     }
                 };
-                if let (Some(ledger), Some(session)) = (&ledger, &session) {
+                if let Some(ledger) = &ledger {
                     // Before its first event: the publisher deduplicates
                     // the replay by session and sequence.
-                    ledger.set_session(shard, &session.id);
+                    match &session {
+                        Some(session) => ledger.set_session(shard, &session.id),
+                        None => ledger.claim(shard),
+                    }
                 }
                 manager
                     .send(AdoptShard { shard, session })
@@ -402,7 +405,11 @@ impl ClusterNode {
             }
             (false, Ok(_)) => {
                 // The lease went while the shard started: stop it (its
-                // fence is gone, so nothing of it is saved).
+                // fence is gone, so nothing of it is saved, and nothing
+                // more of it is published).
+                if let Some(ledger) = &self.ledger {
+                    ledger.forget(self.shard(number));
+                }
                 self.manager.do_send(ReleaseShard(self.shard(number)));
             }
             (false, Err(_)) => {}

@@ -228,6 +228,21 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to this process's own PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// A clean stop: SIGTERM to this process's own PID, then wait (bounded)
     /// for it to exit.
     pub async fn terminate(&mut self) {

@@ -1,22 +1,24 @@
-//! The WebSocket under a shard: URL building, connecting with awc over
-//! rustls, a frame reader that holds no buffer while the connection is idle
+//! The WebSocket under a shard: URL building, connecting over TCP or
+//! rustls with a handshake of our own (`handshake.rs`), a frame reader that holds no buffer while the connection is idle
 //! (`reader.rs`), and a writer task per connection so that writes never
 //! block the actor and a close frame is flushed even after the actor moved
 //! on (`writer.rs`).
 
+mod handshake;
+mod outbox;
 mod reader;
 mod writer;
 
-use crate::identify::IdentifyPermit;
-use crate::inflate::Compression;
-use actix_http::ws::{CloseCode as WsCloseCode, CloseReason, Frame, Message, ProtocolError};
-use awc::http::Uri;
+use crate::{identify::IdentifyPermit, inflate::Compression};
+use actix_http::{
+    Uri,
+    ws::{CloseCode as WsCloseCode, CloseReason, Codec, Frame, Message, ProtocolError},
+};
 use futures_util::Stream;
 use std::{
     sync::{Arc, OnceLock},
     time::Duration,
 };
-use tokio::sync::mpsc;
 
 /// The frames read from a connection.
 pub(crate) type FrameStream = Box<dyn Stream<Item = Result<Frame, ProtocolError>> + Unpin>;
@@ -87,29 +89,14 @@ pub(crate) struct ConnectError(pub(crate) String);
 /// The sending half of an open connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    writer: mpsc::UnboundedSender<Outgoing>,
-}
-
-/// A frame for the writer task, with the identify permit it uses, if any.
-pub(crate) struct Outgoing {
-    message: Message,
-    permit: Option<IdentifyPermit>,
-}
-
-impl From<Message> for Outgoing {
-    fn from(message: Message) -> Self {
-        Self {
-            message,
-            permit: None,
-        }
-    }
+    writer: outbox::OutboxSender,
 }
 
 impl Connection {
     /// Queues a text frame.
     pub(crate) fn send_text(&self, text: String) {
         // A failed send means the writer ended: the read side will notice.
-        let _ = self.writer.send(Message::Text(text.into()).into());
+        let _ = self.writer.send(Message::Text(text.into()));
     }
 
     /// Queues Identify. The writer reports the permit sent once the frame
@@ -118,15 +105,14 @@ impl Connection {
     /// the writer closes the connection instead, and the shard reconnects
     /// and asks again.
     pub(crate) fn send_identify(&self, text: String, permit: IdentifyPermit) {
-        let _ = self.writer.send(Outgoing {
-            message: Message::Text(text.into()),
-            permit: Some(permit),
-        });
+        let _ = self
+            .writer
+            .send_identify(Message::Text(text.into()), permit);
     }
 
     /// Answers a ping.
     pub(crate) fn pong(&self, payload: bytes::Bytes) {
-        let _ = self.writer.send(Message::Pong(payload).into());
+        let _ = self.writer.send(Message::Pong(payload));
     }
 
     /// Sends a close frame and shuts the socket without waiting for the
@@ -136,7 +122,7 @@ impl Connection {
             code: WsCloseCode::from(code),
             description: None,
         };
-        let _ = self.writer.send(Message::Close(Some(reason)).into());
+        let _ = self.writer.send(Message::Close(Some(reason)));
     }
 }
 
@@ -147,26 +133,14 @@ pub(crate) async fn connect(
     timeout: Duration,
     max_frame_size: usize,
 ) -> Result<(Connection, FrameStream), ConnectError> {
-    let connector = awc::Connector::new().rustls_0_23(tls).timeout(timeout);
-    // No `max_http_version` here: awc would rebuild the TLS connector from
-    // its own feature defaults and drop ours. HTTP/1.1 is pinned by ALPN.
-    let client = awc::Client::builder()
-        .connector(connector)
-        .timeout(timeout)
-        .finish();
-    let request = client.ws(url.as_str()).max_frame_size(max_frame_size);
-    let (_response, framed) = actix_rt::time::timeout(timeout, request.connect())
+    let (socket, rest) = actix_rt::time::timeout(timeout, handshake::open(&url, tls))
         .await
-        .map_err(|_| ConnectError(format!("no connection within {timeout:?}")))?
-        .map_err(|e| ConnectError(e.to_string()))?;
-    // Take the socket out of awc's `Framed`, whose two 8 KiB buffers would
-    // stay allocated for the connection's life (see `reader.rs`).
-    let parts = framed.into_parts();
-    let codec = parts.codec;
-    let (read, write) = tokio::io::split(parts.io);
-    let (sender, outbox) = mpsc::unbounded_channel::<Outgoing>();
+        .map_err(|_| ConnectError(format!("no connection within {timeout:?}")))??;
+    let codec = Codec::new().client_mode().max_size(max_frame_size);
+    let (read, write) = tokio::io::split(socket);
+    let (sender, outbox) = outbox::outbox();
     actix_rt::spawn(writer::run(write, codec.clone(), outbox, timeout));
-    let frames = reader::FrameReader::new(read, codec, parts.read_buf);
+    let frames = reader::FrameReader::new(read, codec, rest);
     Ok((Connection { writer: sender }, Box::new(frames)))
 }
 

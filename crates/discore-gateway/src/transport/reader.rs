@@ -1,8 +1,8 @@
 //! Reading WebSocket frames without a read buffer per idle connection.
 //!
-//! awc's `Framed` keeps an 8 KiB read buffer (and an 8 KiB write buffer) for
-//! the life of every connection, although an idle shard receives a
-//! heartbeat ACK every ~41 s. Here each read lands in one scratch buffer per
+//! A `Framed` codec stream keeps an 8 KiB read buffer (and an 8 KiB write
+//! buffer) for the life of every connection, although an idle shard
+//! receives a heartbeat ACK every ~41 s. Here each read lands in one scratch buffer per
 //! thread (an arbiter runs many shards on one thread, one at a time), and
 //! only the bytes of frames not yet complete are kept per connection, in an
 //! allocation released as soon as they are consumed.

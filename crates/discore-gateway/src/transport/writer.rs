@@ -1,28 +1,23 @@
 //! The writer task of one connection.
 
-use super::Outgoing;
+use super::outbox::{OutboxReceiver, Outgoing};
 use actix_codec::{AsyncWrite, Encoder as _};
 use actix_http::ws::{Codec, Message};
 use bytes::BytesMut;
 use std::time::{Duration, Instant};
-use tokio::{io::AsyncWriteExt as _, sync::mpsc};
-
-/// A frame buffer grown past this by a large command is let go after the
-/// write, so an idle connection keeps a small one.
-const KEPT_CAPACITY: usize = 1024;
+use tokio::io::AsyncWriteExt as _;
 
 /// Encodes and writes every queued message, in order, until a close frame
 /// is written, a write fails or takes longer than `timeout`, or the sending
 /// side is dropped; then shuts the socket down. An Identify's permit is
-/// reported sent when its frame is written, and a permit that expired
-/// before its turn ends the connection unsent.
+/// reported sent once its frame is written, and a permit that expired
+/// before its turn ends the connection unsent (the shard asks again).
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut codec: Codec,
-    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+    mut outbox: OutboxReceiver,
     timeout: Duration,
 ) {
-    let mut buffer = BytesMut::new();
     while let Some(Outgoing { message, permit }) = outbox.recv().await {
         if let Some(permit) = &permit
             && !permit.is_usable(Instant::now())
@@ -34,7 +29,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             break;
         }
         let closing = matches!(message, Message::Close(_));
-        buffer.clear();
+        // A buffer per frame: an idle connection keeps none between its
+        // heartbeats, ~41 s apart.
+        let mut buffer = BytesMut::new();
         if let Err(error) = codec.encode(message, &mut buffer) {
             log::warn!("websocket frame not encoded: {error}");
             break;
@@ -45,12 +42,9 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         })
         .await;
         if let Some(permit) = permit {
-            // Written or not, once the write began the frame may have
-            // reached the gateway: count it as sent.
+            // Once the write began the frame may have reached the gateway,
+            // written in full or not: count it as sent.
             permit.sent(Instant::now());
-        }
-        if buffer.capacity() > KEPT_CAPACITY {
-            buffer = BytesMut::new();
         }
         if closing || !matches!(written, Ok(Ok(()))) {
             break;
@@ -61,32 +55,23 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
-    use super::run;
+    use super::{super::outbox::outbox, run};
     use actix_codec::Decoder as _;
     use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message};
     use bytes::BytesMut;
     use std::time::Duration;
-    use tokio::sync::mpsc;
 
     #[actix_rt::test]
     async fn writes_masked_frames_in_order_and_stops_after_close() {
-        let (sender, outbox) = mpsc::unbounded_channel::<super::Outgoing>();
-        sender
-            .send(Message::Text("one".into()).into())
-            .expect("open");
-        sender
-            .send(Message::Text("two".into()).into())
-            .expect("open");
+        let (sender, outbox) = outbox();
+        assert!(sender.send(Message::Text("one".into())));
+        assert!(sender.send(Message::Text("two".into())));
         let reason = CloseReason {
             code: CloseCode::from(4000),
             description: None,
         };
-        sender
-            .send(Message::Close(Some(reason)).into())
-            .expect("open");
-        sender
-            .send(Message::Text("after close".into()).into())
-            .expect("open");
+        assert!(sender.send(Message::Close(Some(reason))));
+        assert!(sender.send(Message::Text("after close".into())));
         let mut wire = Vec::new();
         run(
             &mut wire,
