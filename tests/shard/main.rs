@@ -10,4 +10,5 @@ mod failures;
 mod fleet;
 mod handshake;
 mod resume;
+mod storms;
 mod tls;
