@@ -31,9 +31,9 @@ async fn automatic_shard_count_from_gateway_bot() {
     .await
     .expect("the fleet starts");
 
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("the fleet becomes ready");
     assert_eq!(progress.total, 3);
@@ -121,9 +121,9 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
     )
     .await
     .expect("the fleet starts");
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("the fleet becomes ready");
     assert_eq!(progress.shards, 32);
