@@ -89,7 +89,8 @@ pub use discore_manager::session_store;
 /// [`identify::conformance::run`].
 pub mod identify {
     pub use discore_gateway::{
-        IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue, SessionStartLimit,
+        IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue, InMemoryIdentifyQueue,
+        PERMIT_ANSWER_TIMEOUT, PermitReport, SessionStartLimit, default_queue_for,
     };
     pub use discore_manager::identify::conformance;
 }

@@ -106,9 +106,9 @@ pub async fn start_with(guilds: u64, admin: AdminConfig, heartbeat: Duration) ->
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(TIMEOUT * 2, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("the manager answers")
         .expect("the fleet gets ready");
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");

@@ -7,6 +7,8 @@ mod commands;
 mod compression;
 mod delivery;
 mod failures;
+mod fleet;
 mod handshake;
 mod resume;
+mod storms;
 mod tls;

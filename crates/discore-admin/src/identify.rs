@@ -152,11 +152,12 @@ impl IdentifyQueue for MeteredIdentifyQueue {
         let slot = self.inner.acquire(shard);
         let asked = Instant::now();
         Box::pin(async move {
-            slot.await;
+            let permit = slot.await;
             drop(waiting);
             let waited = asked.elapsed();
             log::trace!("shard {shard}: identify slot after {waited:?}");
             meter.record(waited);
+            permit
         })
     }
 }
@@ -182,8 +183,8 @@ mod tests {
         let first = queue.acquire(ShardId::new(0, 2));
         let second = queue.acquire(ShardId::new(1, 2));
         assert_eq!(meter.snapshot().waiting, 2);
-        first.await;
-        second.await;
+        first.await.sent(std::time::Instant::now());
+        second.await.sent(std::time::Instant::now());
         let seen = meter.snapshot();
         assert_eq!(seen.granted, 2);
         assert_eq!(seen.waiting, 0);

@@ -194,6 +194,12 @@ impl Emulator {
         Ok((count.parse()?, kinds.to_owned()))
     }
 
+    /// Gaps between consecutive Identifies of a bucket as stamped by the
+    /// emulator: how many, the smallest and the median, in ms.
+    pub async fn identify_gaps(&mut self) -> anyhow::Result<String> {
+        self.call("identify_gaps", Duration::from_secs(10)).await
+    }
+
     /// The transport compression of every open connection, as the
     /// emulator's `Compression` debug names (`None`, `ZlibStream`, …).
     pub async fn compressions(&mut self) -> anyhow::Result<Vec<String>> {
@@ -343,6 +349,7 @@ async fn execute(mock: &MockServer, line: &str) -> anyhow::Result<String> {
                 .collect();
             format!("{} {}", kinds.len(), kinds.join(","))
         })),
+        ["identify_gaps"] => Ok(mock.with_observed(identify_gaps)),
         ["compressions"] => Ok(mock.with_observed(|o| {
             let open: Vec<String> = o
                 .connections
@@ -423,5 +430,28 @@ mod tests {
     fn stamps_round_trip() {
         assert_eq!(parse_latency_stamp(&latency_stamp(42)), Some(42));
         assert_eq!(parse_latency_stamp("hello"), None);
+    }
+}
+
+/// The gaps between consecutive Identifies of one bucket as the emulator
+/// stamped them: `"{count} {smallest_ms} {median_ms}"` (`"0 - -"` when no
+/// bucket had two).
+fn identify_gaps(observed: &discore_mock::Observed) -> String {
+    let mut last: std::collections::HashMap<u32, Duration> = std::collections::HashMap::new();
+    let mut gaps: Vec<Duration> = Vec::new();
+    for identify in &observed.identifies {
+        if let Some(previous) = last.insert(identify.bucket, identify.at) {
+            gaps.push(identify.at.saturating_sub(previous));
+        }
+    }
+    gaps.sort_unstable();
+    match (gaps.first(), gaps.get(gaps.len() / 2)) {
+        (Some(smallest), Some(median)) => format!(
+            "{} {:.3} {:.3}",
+            gaps.len(),
+            smallest.as_secs_f64() * 1000.0,
+            median.as_secs_f64() * 1000.0
+        ),
+        _ => "0 - -".to_owned(),
     }
 }

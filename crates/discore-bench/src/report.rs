@@ -33,6 +33,13 @@ impl Section {
         self.notes.push(note.into());
     }
 
+    /// The table as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        self.render(&mut out);
+        out
+    }
+
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "### {}\n", self.title);
         let _ = writeln!(out, "| {} |", self.header.join(" | "));

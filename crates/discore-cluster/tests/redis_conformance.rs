@@ -21,7 +21,8 @@ async fn the_redis_identify_queue_conforms() {
             .with_namespace(&format!("{base}-{index}"))
             .expect("valid namespace");
         handed.borrow_mut().push(own.clone());
-        let queue = RedisIdentifyQueue::with_window(&own, spec.max_concurrency, spec.window);
+        let queue = RedisIdentifyQueue::with_window(&own, spec.max_concurrency, spec.window)
+            .with_answer_timeout(spec.answer_timeout);
         Arc::new(match spec.session_start_limit {
             Some(limit) => queue.with_session_start_limit(limit),
             None => queue,
@@ -47,14 +48,30 @@ async fn two_queues_on_one_bot_share_buckets_and_budget() {
     let start = std::time::Instant::now();
     use discore_gateway::IdentifyQueue as _;
     use discore_protocol::ShardId;
+    let bound = Duration::from_secs(10);
     let first = a.acquire(ShardId::new(0, 4));
     let second = b.acquire(ShardId::new(2, 4));
     let third = a.acquire(ShardId::new(1, 4));
-    first.await;
-    third.await;
+    let first = actix_rt::time::timeout(bound, first)
+        .await
+        .expect("granted");
+    let sent = std::time::Instant::now();
+    first.sent(sent);
+    let third = actix_rt::time::timeout(bound, third)
+        .await
+        .expect("granted");
+    third.sent(std::time::Instant::now());
     let other_bucket = start.elapsed();
-    second.await;
+    let second = actix_rt::time::timeout(bound, second)
+        .await
+        .expect("granted");
+    second.sent(std::time::Instant::now());
     let same_bucket = start.elapsed();
+    assert!(
+        sent.elapsed() >= window,
+        "shard 2 granted {:?} after shard 0's send",
+        sent.elapsed()
+    );
     assert!(
         same_bucket >= window,
         "shard 2 (bucket 0, other process) granted after {same_bucket:?}, within the window"

@@ -6,7 +6,7 @@ use actix::Message;
 use discore_protocol::{
     Envelope, OpCode,
     commands::{self, RequestChannelInfo, RequestSoundboardSounds},
-    limits::MAX_CLIENT_PAYLOAD_BYTES,
+    limits::{MAX_CLIENT_PAYLOAD_BYTES, MAX_NONCE_BYTES},
 };
 use std::fmt;
 use twilight_model::gateway::payload::outgoing::{
@@ -47,8 +47,10 @@ impl Command {
     /// # Errors
     ///
     /// [`CommandError`] for a payload over 4096 bytes, a raw payload that is
-    /// not a client opcode, or data that fails to serialize.
+    /// not a client opcode, a Request Guild Members nonce over 32 bytes, or
+    /// data that fails to serialize.
     pub fn encode(&self) -> Result<EncodedCommand, CommandError> {
+        self.check_nonce()?;
         let (op, frame) = match self {
             Self::UpdatePresence(p) => (
                 OpCode::PresenceUpdate,
@@ -103,6 +105,33 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Refuses a Request Guild Members nonce over Discord's 32 bytes: the
+    /// gateway drops such a nonce, its chunks come back without it, and a
+    /// caller waiting for chunks with that nonce would wait forever.
+    fn check_nonce(&self) -> Result<(), CommandError> {
+        let bytes = match self {
+            Self::RequestGuildMembers(request) => request.nonce.as_ref().map(String::len),
+            Self::Raw(json) => raw_members_nonce_len(json),
+            _ => None,
+        };
+        match bytes {
+            Some(bytes) if bytes > MAX_NONCE_BYTES => Err(CommandError::NonceTooLong { bytes }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The nonce length of a raw Request Guild Members payload, if it has one.
+/// Anything else (another opcode, invalid JSON) is judged by `encode`.
+fn raw_members_nonce_len(json: &str) -> Option<usize> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    if value.get("op")?.as_u64()? != u64::from(u8::from(OpCode::RequestGuildMembers)) {
+        return None;
+    }
+    value.get("d")?.get("nonce")?.as_str().map(str::len)
+}
+
 /// A command ready for the socket.
 #[derive(Clone, Debug)]
 pub struct EncodedCommand {
@@ -144,6 +173,12 @@ pub enum CommandError {
     },
     /// A raw payload is not JSON or not a user command opcode.
     InvalidRaw(String),
+    /// A Request Guild Members nonce is longer than Discord's 32 bytes
+    /// (Discord would drop it and the chunks would come back without it).
+    NonceTooLong {
+        /// The nonce's length in bytes.
+        bytes: usize,
+    },
     /// The command failed to serialize.
     Encode(String),
     /// The shard has stopped.
@@ -176,6 +211,11 @@ impl fmt::Display for CommandError {
             Self::ShardStopped => f.write_str(
                 "the shard has stopped: send to a running shard (its exit cause says why it stopped)",
             ),
+            Self::NonceTooLong { bytes } => write!(
+                f,
+                "request guild members nonce is {bytes} bytes, over the gateway's \
+                 {MAX_NONCE_BYTES}-byte limit: use a shorter nonce"
+            ),
         }
     }
 }
@@ -196,6 +236,28 @@ mod tests {
         },
         id::Id,
     };
+
+    #[test]
+    fn a_nonce_over_32_bytes_is_refused() {
+        let at_limit = RequestGuildMembers::builder(Id::new(1))
+            .nonce("n".repeat(32))
+            .query("", None);
+        assert!(Command::from(at_limit).encode().is_ok());
+        let over = RequestGuildMembers::builder(Id::new(1))
+            .nonce("n".repeat(33))
+            .query("", None);
+        let error = Command::from(over).encode().expect_err("refused");
+        assert_eq!(error, CommandError::NonceTooLong { bytes: 33 });
+        assert!(error.to_string().contains("32-byte"), "{error}");
+        let raw = format!(
+            r#"{{"op":8,"d":{{"guild_id":"1","query":"","limit":0,"nonce":"{}"}}}}"#,
+            "n".repeat(40)
+        );
+        assert_eq!(
+            Command::Raw(raw).encode().expect_err("refused"),
+            CommandError::NonceTooLong { bytes: 40 }
+        );
+    }
 
     #[test]
     fn presence_is_flagged_for_its_own_limit() {

@@ -2,14 +2,16 @@
 
 use crate::{
     backoff::Backoff,
-    identify::{IdentifyQueue, InMemoryIdentifyQueue},
+    identify::{IdentifyQueue, default_queue_for},
     inflate::Compression,
     machine::MachineConfig,
 };
 use discore_protocol::{
-    Intents, Session,
+    Intents, Session, Token,
     commands::IdentifyProperties,
-    limits::{API_VERSION, PRESENCE_LIMIT, PRESENCE_WINDOW, SEND_LIMIT, SEND_WINDOW},
+    limits::{
+        API_VERSION, IDENTIFY_WINDOW, PRESENCE_LIMIT, PRESENCE_WINDOW, SEND_LIMIT, SEND_WINDOW,
+    },
 };
 use std::{ops::RangeInclusive, sync::Arc, time::Duration};
 use twilight_model::gateway::payload::outgoing::update_presence::UpdatePresencePayload;
@@ -41,6 +43,7 @@ pub struct ShardConfig {
     pub(crate) start_attempts: u32,
     pub(crate) machine: MachineConfig,
     pub(crate) identify_queue: Option<Arc<dyn IdentifyQueue>>,
+    pub(crate) identify_limits: (u32, Duration),
     pub(crate) session: Option<Session>,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) seed: Option<u64>,
@@ -68,6 +71,7 @@ impl ShardConfig {
             start_attempts: 5,
             machine: MachineConfig::default(),
             identify_queue: None,
+            identify_limits: (1, IDENTIFY_WINDOW),
             session: None,
             tls: None,
             seed: None,
@@ -200,10 +204,22 @@ impl ShardConfig {
         self
     }
 
-    /// The identify queue shared with other shards. Default: a queue of this
-    /// shard alone, one identify per 5 s.
+    /// The identify queue this shard uses, instead of its bot's shared one.
+    /// Default: the process's queue for the bot (one per token, shared by
+    /// every shard not given a queue of its own; see
+    /// [`identify_limits`](Self::identify_limits)).
     pub fn identify_queue(mut self, queue: Arc<dyn IdentifyQueue>) -> Self {
         self.identify_queue = Some(queue);
+        self
+    }
+
+    /// The limits of the bot's shared identify queue, used when no queue is
+    /// given: `max_concurrency` buckets (from `GET /gateway/bot`), one
+    /// Identify per bucket per `window`. Default 1 bucket and Discord's 5 s.
+    /// The first shard of a bot creates the queue; its limits hold for
+    /// every later shard of that bot in the process.
+    pub fn identify_limits(mut self, max_concurrency: u32, window: Duration) -> Self {
+        self.identify_limits = (max_concurrency.max(1), window);
         self
     }
 
@@ -227,10 +243,11 @@ impl ShardConfig {
         self
     }
 
-    pub(crate) fn identify_queue_or_default(&self) -> Arc<dyn IdentifyQueue> {
-        self.identify_queue
-            .clone()
-            .unwrap_or_else(|| Arc::new(InMemoryIdentifyQueue::new(1)))
+    pub(crate) fn identify_queue_or_default(&self, token: &Token) -> Arc<dyn IdentifyQueue> {
+        self.identify_queue.clone().unwrap_or_else(|| {
+            let (max_concurrency, window) = self.identify_limits;
+            default_queue_for(token, max_concurrency, window)
+        })
     }
 }
 

@@ -25,9 +25,9 @@ async fn deploy(mock: &MockServer, store: Arc<dyn SessionStore>) -> (common::Log
     )
     .await
     .expect("the first fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     let report = manager
@@ -76,9 +76,9 @@ async fn deploy(mock: &MockServer, store: Arc<dyn SessionStore>) -> (common::Log
     )
     .await
     .expect("the second fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready after resuming");
     wait_for("the replayed message", || {
@@ -145,9 +145,9 @@ async fn checkpoints_save_running_sessions() {
     }))
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     wait_for("two checkpointed sessions", || store.len() == 2).await;

@@ -131,9 +131,9 @@ async fn live_resharding_delivers_every_event_once_and_in_order() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
 
@@ -341,9 +341,9 @@ async fn requested_resharding_switches_to_the_new_total() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     assert_eq!(manager.send(GetFleetStatus).await.expect("status").total, 2);
@@ -356,9 +356,9 @@ async fn requested_resharding_switches_to_the_new_total() {
         log.has_fleet(|e| *e == FleetEvent::Resharded { from: 2, to: 3 })
     })
     .await;
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     assert_eq!(progress.total, 3);
@@ -407,9 +407,9 @@ async fn stop_the_world_resharding() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     mock.add_guilds(5);
@@ -417,9 +417,9 @@ async fn stop_the_world_resharding() {
         log.has_fleet(|e| *e == FleetEvent::Resharded { from: 3, to: 4 })
     })
     .await;
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     assert_eq!(progress.total, 4);

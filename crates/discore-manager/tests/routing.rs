@@ -46,9 +46,9 @@ async fn guild_commands_reach_the_guilds_shard() {
     let manager = ShardManager::start(manager_config(&mock), bot.recipient())
         .await
         .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
 
@@ -107,9 +107,9 @@ async fn presence_goes_to_all_shards_and_unknown_shards_are_refused() {
     let manager = ShardManager::start(manager_config(&mock), bot.recipient())
         .await
         .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
 
@@ -174,9 +174,9 @@ async fn a_shard_range_refuses_guilds_of_other_processes() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     let mut tuples: Vec<[u32; 2]> = mock.observed().identifies.iter().map(|i| i.shard).collect();

@@ -31,9 +31,9 @@ async fn automatic_shard_count_from_gateway_bot() {
     .await
     .expect("the fleet starts");
 
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("the fleet becomes ready");
     assert_eq!(progress.total, 3);
@@ -121,9 +121,9 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
     )
     .await
     .expect("the fleet starts");
-    let progress = manager
-        .send(WaitUntilReady)
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("the fleet becomes ready");
     assert_eq!(progress.shards, 32);
@@ -192,4 +192,31 @@ async fn impossible_configurations_are_refused() {
             mode: ReshardMode::ZeroDowntime,
         }))
     );
+}
+
+/// A guild in an outage while the fleet loads arrives as GUILD_DELETE with
+/// `unavailable: true`: its shard counts it as settled at once, and the
+/// fleet is ready without waiting for the guild load timeout (an hour here).
+#[actix_rt::test]
+async fn a_guild_that_arrives_unavailable_does_not_hold_readiness() {
+    init_logging();
+    let mock = start_mock(mock_config().guilds(4).max_guilds_per_shard(2)).await;
+    let out = mock.guild_ids()[1];
+    mock.set_guilds_unavailable(&[out], true);
+    let manager = ShardManager::launch(manager_config(&mock).supervision(SupervisionConfig {
+        guild_load_timeout: Duration::from_secs(3600),
+        ..common::supervision()
+    }))
+    .await
+    .expect("the fleet starts");
+    let progress = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
+        .await
+        .expect("ready without waiting for the guild load timeout")
+        .expect("manager answers")
+        .expect("the fleet becomes ready");
+    assert_eq!(progress.shards_ready, 2);
+    assert_eq!(progress.guilds_loaded, progress.guilds_expected);
+    let _ =
+        actix_rt::time::timeout(common::TIMEOUT, manager.send(ShutdownFleet(StopMode::End))).await;
+    mock.stop().await;
 }

@@ -120,9 +120,9 @@ async fn a_fleet_survives_an_outage_without_a_reconnect_storm() {
     .await
     .expect("the fleet starts");
     let started = Instant::now();
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("the fleet becomes ready");
     let fleet_ready = started.elapsed();

@@ -35,9 +35,9 @@ async fn a_crashed_shard_is_restarted_and_resumes() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     let status = manager.send(GetFleetStatus).await.expect("status");
@@ -129,9 +129,9 @@ async fn repeated_crashes_escalate_instead_of_looping() {
     .await
     .expect("the fleet starts");
 
-    let error = manager
-        .send(WaitUntilReady)
+    let error = actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect_err("shard 1 never becomes ready");
     let ManagerError::ShardFailed { shard, failure } = error else {
@@ -193,9 +193,9 @@ async fn a_fatal_code_stops_the_fleet_without_looping() {
     let manager = ShardManager::launch(manager_config(&mock).subscribe_fleet(bot.recipient()))
         .await
         .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     let connections_before = mock.observed().connections.len();
@@ -247,9 +247,9 @@ async fn a_fatal_code_stops_only_its_shard_when_the_fleet_can_go_on() {
     )
     .await
     .expect("the fleet starts");
-    manager
-        .send(WaitUntilReady)
+    actix_rt::time::timeout(common::TIMEOUT, manager.send(WaitUntilReady))
         .await
+        .expect("WaitUntilReady answered in time")
         .expect("manager answers")
         .expect("ready");
     assert_eq!(mock.close(&Target::Shard(1), 4011), 1);

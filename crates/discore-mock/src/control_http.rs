@@ -30,6 +30,7 @@ pub(crate) fn control_routes(cfg: &mut web::ServiceConfig) {
             "/reconnect_instead_of_hello",
             web::post().to(reconnect_instead_of_hello),
         )
+        .route("/refuse_identifies", web::post().to(refuse_identifies))
         .route("/outage", web::post().to(outage))
         .route("/hold_resumes", web::post().to(hold_resumes))
         .route("/dispatch", web::post().to(dispatch))
@@ -110,6 +111,18 @@ async fn reconnect_instead_of_hello(shared: SharedData, body: web::Bytes) -> Htt
     match parse::<CountBody>(&body) {
         Ok(body) => {
             shared.lock().reconnect_instead_of_hello = body.count;
+            HttpResponse::NoContent().finish()
+        }
+        Err(response) => response,
+    }
+}
+
+/// `{"count": N}`: the next N Identifies get op 9 (see
+/// `MockServer::refuse_identifies`).
+async fn refuse_identifies(shared: SharedData, body: web::Bytes) -> HttpResponse {
+    match parse::<CountBody>(&body) {
+        Ok(body) => {
+            shared.lock().identifies_to_refuse = body.count;
             HttpResponse::NoContent().finish()
         }
         Err(response) => response,

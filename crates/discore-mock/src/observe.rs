@@ -261,6 +261,10 @@ pub enum IdentifyOutcome {
     ConcurrencyExceeded,
     /// Op 9 false: the daily budget was spent.
     BudgetExhausted,
+    /// Op 9 false: refused on request of the test (see
+    /// [`MockServer::refuse_identifies`](crate::MockServer::refuse_identifies)).
+    /// It occupied its bucket's window like any Identify that arrived.
+    Refused,
     /// The connection was closed with this code.
     Closed(u16),
 }

@@ -350,6 +350,28 @@ impl MockServer {
         self.shared.lock().reconnect_instead_of_hello = count;
     }
 
+    /// The next `count` Identifies that would be accepted get op 9 (`d:
+    /// false`) instead, as Discord answers an Identify it will not take.
+    /// Each still occupies its bucket's window and is recorded as
+    /// [`IdentifyOutcome::Refused`](crate::IdentifyOutcome::Refused).
+    pub fn refuse_identifies(&self, count: u32) {
+        self.shared.lock().identifies_to_refuse = count;
+    }
+
+    /// Puts these guilds in an outage (`true`) or ends it (`false`): a
+    /// session identified meanwhile gets each as GUILD_DELETE with
+    /// `unavailable: true` instead of its GUILD_CREATE.
+    pub fn set_guilds_unavailable(&self, guild_ids: &[u64], unavailable: bool) {
+        let mut state = self.shared.lock();
+        for id in guild_ids {
+            if unavailable {
+                state.unavailable_guilds.insert(*id);
+            } else {
+                state.unavailable_guilds.remove(id);
+            }
+        }
+    }
+
     /// Answers upgrades with 503 for `duration` (an outage). Open
     /// connections are not touched; combine with [`close`](Self::close).
     pub fn outage(&self, duration: Duration) {

@@ -21,7 +21,7 @@ use crate::{
 };
 use bytes::Bytes;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard, OnceLock, PoisonError,
@@ -226,6 +226,9 @@ pub(crate) enum IdentifyResult {
         written: Arc<Written>,
         /// What REST changed in those guilds, for their GUILD_CREATEs.
         overlays: HashMap<usize, GuildOverlay>,
+        /// Those of the guilds that are unavailable (an outage): they
+        /// arrive as GUILD_DELETE with `unavailable: true`.
+        unavailable: HashSet<usize>,
     },
 }
 
@@ -256,6 +259,12 @@ pub(crate) struct State {
     pub(crate) budget_remaining: u32,
     pub(crate) budget_reset_at: Instant,
     pub(crate) reconnect_instead_of_hello: u32,
+    /// Identifies still to refuse with op 9 (see
+    /// [`MockServer::refuse_identifies`](crate::MockServer::refuse_identifies)).
+    pub(crate) identifies_to_refuse: u32,
+    /// Guilds in an outage (see
+    /// [`MockServer::set_guilds_unavailable`](crate::MockServer::set_guilds_unavailable)).
+    pub(crate) unavailable_guilds: HashSet<u64>,
     pub(crate) outage_until: Option<Instant>,
     member_requests: HashMap<u64, Instant>,
     /// What bots changed through REST.
@@ -290,6 +299,8 @@ impl State {
             budget_remaining: config.session_start_remaining,
             budget_reset_at: now + config.session_start_reset_after,
             reconnect_instead_of_hello: 0,
+            identifies_to_refuse: 0,
+            unavailable_guilds: HashSet::new(),
             outage_until: None,
             member_requests: HashMap::new(),
             store: Store::default(),
@@ -554,6 +565,13 @@ impl State {
             record(self, IdentifyOutcome::ConcurrencyExceeded);
             return IdentifyResult::InvalidSession;
         }
+        if self.identifies_to_refuse > 0 {
+            self.identifies_to_refuse -= 1;
+            // It arrived: its bucket's window runs from it all the same.
+            self.buckets.insert(bucket, now);
+            record(self, IdentifyOutcome::Refused);
+            return IdentifyResult::InvalidSession;
+        }
         self.refresh_budget(now);
         if self.budget_remaining == 0 {
             self.violation(
@@ -622,6 +640,11 @@ impl State {
             .iter()
             .filter_map(|g| self.store.overlay(*g).map(|o| (*g, o)))
             .collect();
+        let unavailable = guilds
+            .iter()
+            .copied()
+            .filter(|g| self.unavailable_guilds.contains(&self.world.guild_id(*g)))
+            .collect();
         IdentifyResult::Ready {
             session_id,
             shard,
@@ -629,6 +652,7 @@ impl State {
             world: Arc::clone(&self.world),
             written,
             overlays,
+            unavailable,
         }
     }
 

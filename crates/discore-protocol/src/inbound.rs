@@ -3,7 +3,7 @@
 //! the user's, typed by twilight-model. The shard and the envelope fuzz
 //! target read these same types.
 
-use serde::{Deserialize, de::IgnoredAny};
+use serde::Deserialize;
 
 /// The data of op 10 Hello.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
@@ -23,9 +23,9 @@ pub struct ReadySession {
     /// The URL to resume on; older gateways sent none.
     #[serde(default)]
     pub resume_gateway_url: Option<String>,
-    /// The guilds, unavailable at first, each counted and not read.
+    /// The guilds, unavailable at first: only their ids are read.
     #[serde(default)]
-    guilds: Vec<IgnoredAny>,
+    guilds: Vec<GuildMark>,
 }
 
 impl ReadySession {
@@ -33,6 +33,26 @@ impl ReadySession {
     pub fn guild_count(&self) -> usize {
         self.guilds.len()
     }
+
+    /// The ids of the guilds READY listed, as sent.
+    pub fn guild_ids(&self) -> impl Iterator<Item = &str> {
+        self.guilds.iter().map(|g| g.id.as_str())
+    }
+}
+
+/// A guild's id and availability, read from READY's guild list, a
+/// GUILD_CREATE or a GUILD_DELETE (every other field is skipped). A shard
+/// that is loading its guilds counts one as settled when it arrives, or
+/// when GUILD_DELETE says it is `unavailable` (an outage: it will come
+/// later as GUILD_CREATE, and readiness does not wait for it).
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct GuildMark {
+    /// The guild's id, as sent (a snowflake string).
+    pub id: String,
+    /// `true` when the guild is unavailable; absent otherwise.
+    #[serde(default)]
+    pub unavailable: Option<bool>,
 }
 
 #[cfg(test)]

@@ -176,8 +176,14 @@ pub struct Machine {
     heartbeat: Option<Heartbeat>,
     hello_deadline: Option<Instant>,
     latency: Latency,
-    /// Connections in a row that ended before becoming active.
+    /// Connection attempts in a row that did not prove healthy (see
+    /// [`Machine::consecutive_failures`]).
     failures: u32,
+    /// The current connection proved healthy: active, and a heartbeat was
+    /// acknowledged on it.
+    healthy: bool,
+    /// Identify went out on the current connection.
+    identify_sent: bool,
     /// Of those, failures to reach the resume URL.
     resume_url_failures: u32,
     /// The target of the connection in progress.
@@ -202,6 +208,8 @@ impl Machine {
             hello_deadline: None,
             latency: Latency::default(),
             failures: 0,
+            healthy: false,
+            identify_sent: false,
             resume_url_failures: 0,
             target: ConnectTarget::DiscoveryUrl,
             was_active: false,
@@ -231,7 +239,11 @@ impl Machine {
         &self.latency
     }
 
-    /// Connections in a row that failed before becoming active.
+    /// Connection attempts in a row that did not prove healthy. A
+    /// connection proves healthy once its session is active and a heartbeat
+    /// was acknowledged on it; any other end of a connection (a close, op 7,
+    /// op 9, a refused upgrade, a missing Hello) counts, and the count sets
+    /// the reconnect backoff.
     pub const fn consecutive_failures(&self) -> u32 {
         self.failures
     }
@@ -258,6 +270,8 @@ impl Machine {
         }
         self.state = ShardState::AwaitingHello;
         self.closing = false;
+        self.healthy = false;
+        self.identify_sent = false;
         self.hello_deadline = Some(now + self.config.hello_timeout);
         self.notify(Lifecycle::Connected);
     }
@@ -267,9 +281,9 @@ impl Machine {
         if self.state.is_terminal() {
             return;
         }
-        self.count_failure();
+        let delay = self.next_attempt_delay();
         let target = self.next_target();
-        self.reconnect_with_backoff(target);
+        self.schedule_connect(delay, target);
     }
 
     /// Hello (op 10) arrived.
@@ -299,7 +313,12 @@ impl Machine {
     /// The identify queue let this shard identify. Returns whether Identify
     /// should be sent now (the connection may have changed while waiting).
     pub fn identify_permitted(&self) -> bool {
-        matches!(self.state, ShardState::Identifying) && !self.closing
+        matches!(self.state, ShardState::Identifying) && !self.closing && !self.identify_sent
+    }
+
+    /// Identify went out on this connection: no second one goes out on it.
+    pub fn on_identify_sent(&mut self) {
+        self.identify_sent = true;
     }
 
     /// A dispatch other than READY and RESUMED arrived with sequence `s`.
@@ -342,6 +361,12 @@ impl Machine {
 
     /// A heartbeat ACK (op 11) arrived.
     pub fn on_heartbeat_ack(&mut self, now: Instant) {
+        if matches!(self.state, ShardState::Active) && !self.closing {
+            // The connection works end to end: the next reconnect, whatever
+            // its cause, is a first attempt again.
+            self.healthy = true;
+            self.failures = 0;
+        }
         if let Some(heartbeat) = &mut self.heartbeat {
             heartbeat.awaiting_ack = false;
             if let Some(sent) = heartbeat.last_sent.take() {
@@ -350,33 +375,37 @@ impl Machine {
         }
     }
 
-    /// Reconnect (op 7): close and resume at once.
+    /// Reconnect (op 7): close and resume, at once after a healthy
+    /// connection, after the backoff otherwise (a gateway that answers
+    /// every connection with op 7 is not hammered).
     pub fn on_reconnect_request(&mut self) {
-        if self.state.is_terminal() {
+        if self.state.is_terminal() || self.closing {
             return;
         }
+        let delay = self.next_attempt_delay();
         let target = self.next_target();
-        self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+        self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
     }
 
     /// Invalid Session (op 9) arrived.
     pub fn on_invalid_session(&mut self, resumable: bool) {
-        if self.state.is_terminal() {
+        if self.state.is_terminal() || self.closing {
             return;
         }
+        let backoff = self.next_attempt_delay();
         if resumable && self.session.is_some() {
             let target = self.next_target();
-            self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+            self.close_and_reconnect(RESUMABLE_CLOSE, backoff, target);
             return;
         }
         // A failed resume, an identify over the concurrency limit, or an
-        // invalidated session: forget it, wait 1–5 s, identify on the
-        // discovery URL. The wait protects the identify bucket.
-        if matches!(self.state, ShardState::Resuming | ShardState::Identifying) {
-            self.count_failure();
-        }
+        // invalidated session: forget it, wait 1–5 s (or the backoff, if
+        // longer), identify on the discovery URL. The wait protects the
+        // identify bucket.
         self.forget_session();
-        let delay = self.random_in(self.config.invalid_session_delay.clone());
+        let delay = self
+            .random_in(self.config.invalid_session_delay.clone())
+            .max(backoff);
         self.close_and_reconnect(SESSION_ENDING_CLOSE, delay, ConnectTarget::DiscoveryUrl);
     }
 
@@ -394,24 +423,19 @@ impl Machine {
             by_client: false,
         });
         let action = code.map_or(CloseAction::Resume, |code| CloseCode::from(code).action());
-        if !matches!(self.state, ShardState::Active) {
-            self.count_failure();
+        if let CloseAction::Fatal(reason) = action {
+            let reason = reason.with_intents(self.config.intents);
+            self.count_failure_unless_healthy();
+            self.state = ShardState::Failed(reason);
+            self.notify(Lifecycle::Failed(reason));
+            return;
         }
-        match action {
-            CloseAction::Fatal(reason) => {
-                let reason = reason.with_intents(self.config.intents);
-                self.state = ShardState::Failed(reason);
-                self.notify(Lifecycle::Failed(reason));
-            }
-            CloseAction::NewSession => {
-                self.forget_session();
-                self.reconnect_with_backoff(ConnectTarget::DiscoveryUrl);
-            }
-            CloseAction::Resume => {
-                let target = self.next_target();
-                self.reconnect_with_backoff(target);
-            }
+        let delay = self.next_attempt_delay();
+        if matches!(action, CloseAction::NewSession) {
+            self.forget_session();
         }
+        let target = self.next_target();
+        self.schedule_connect(delay, target);
     }
 
     /// The connection delivered something unusable: a corrupt compressed
@@ -422,14 +446,11 @@ impl Machine {
         if self.state.is_terminal() || self.closing {
             return;
         }
-        if !matches!(self.state, ShardState::Active) {
-            self.count_failure();
-        }
+        let delay = self.next_attempt_delay();
         if new_session {
             self.forget_session();
         }
         let target = self.next_target();
-        let delay = self.backoff_delay();
         self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
     }
 
@@ -445,9 +466,8 @@ impl Machine {
     pub fn on_timer(&mut self, now: Instant, reader_paused: bool) {
         if self.hello_deadline.is_some_and(|deadline| now >= deadline) {
             self.hello_deadline = None;
-            self.count_failure();
+            let delay = self.next_attempt_delay();
             let target = self.next_target();
-            let delay = self.backoff_delay();
             self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
             return;
         }
@@ -459,9 +479,10 @@ impl Machine {
         }
         if heartbeat.awaiting_ack && !reader_paused {
             // Zombie: no ACK between two sends. Drop the socket with a
-            // resumable code and resume at once.
+            // resumable code and resume (at once if it had been healthy).
+            let delay = self.next_attempt_delay();
             let target = self.next_target();
-            self.close_and_reconnect(RESUMABLE_CLOSE, Duration::ZERO, target);
+            self.close_and_reconnect(RESUMABLE_CLOSE, delay, target);
             return;
         }
         heartbeat.record_sent(now);
@@ -504,7 +525,6 @@ impl Machine {
 
     fn become_active(&mut self) {
         self.state = ShardState::Active;
-        self.failures = 0;
         self.resume_url_failures = 0;
         self.was_active = true;
         self.actions.push_back(Action::FlushCommands);
@@ -534,23 +554,30 @@ impl Machine {
         self.actions.push_back(Action::Connect { delay, target });
     }
 
-    fn reconnect_with_backoff(&mut self, target: ConnectTarget) {
-        let delay = self.backoff_delay();
-        self.schedule_connect(delay, target);
-    }
-
-    fn count_failure(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        if matches!(self.target, ConnectTarget::ResumeUrl) {
-            self.resume_url_failures = self.resume_url_failures.saturating_add(1);
-        }
-    }
-
-    fn backoff_delay(&mut self) -> Duration {
+    /// The connection attempt in progress ended: it counts unless it proved
+    /// healthy, and the next attempt waits the backoff for the count (the
+    /// first attempt after a healthy connection goes at once).
+    fn next_attempt_delay(&mut self) -> Duration {
+        self.count_failure_unless_healthy();
         let jitter = self.rng.f64();
         self.config
             .backoff
             .delay(self.failures.saturating_add(1), jitter)
+    }
+
+    fn count_failure_unless_healthy(&mut self) {
+        if self.healthy {
+            // Counted once: the next end of this same connection (it is
+            // closing) must not be taken for a healthy one again.
+            self.healthy = false;
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if matches!(self.target, ConnectTarget::ResumeUrl)
+            && !matches!(self.state, ShardState::Active)
+        {
+            self.resume_url_failures = self.resume_url_failures.saturating_add(1);
+        }
     }
 
     /// Where the next connection goes: the resume URL while there is a

@@ -39,8 +39,19 @@ fn notices(actions: &[Action]) -> Vec<Lifecycle> {
         .collect()
 }
 
-/// A machine with an active session "s1" at sequence 5 and its resume URL.
+/// A machine with an active session "s1" at sequence 5 and its resume URL,
+/// on a connection that proved healthy (a heartbeat was acknowledged).
 fn active(now: Instant) -> Machine {
+    let mut machine = active_unproven(now);
+    let beat = machine.next_deadline().expect("scheduled");
+    machine.on_timer(beat, false);
+    machine.on_heartbeat_ack(beat);
+    drain(&mut machine);
+    machine
+}
+
+/// As [`active`], before any heartbeat was acknowledged.
+fn active_unproven(now: Instant) -> Machine {
     let mut machine = Machine::new(config(), None, 1);
     machine.start();
     machine.on_connected(now);
@@ -425,7 +436,91 @@ fn a_healthy_session_resets_the_backoff() {
     machine.on_connected(now);
     machine.on_hello(INTERVAL, now);
     machine.on_resumed(6);
+    assert!(
+        machine.consecutive_failures() >= 4,
+        "RESUMED alone proves nothing: a gateway may close right after it"
+    );
+    let beat = machine.next_deadline().expect("scheduled");
+    machine.on_timer(beat, false);
+    machine.on_heartbeat_ack(beat);
     assert_eq!(machine.consecutive_failures(), 0);
+}
+
+/// Every way a connection can end before it proved healthy counts toward
+/// the backoff: op 7 (also in place of Hello), op 9 either way, a
+/// resumable close, a refused upgrade. The first attempt after a healthy
+/// connection goes at once; then the delays grow to the cap.
+#[test]
+fn every_reconnect_path_counts_toward_the_backoff() {
+    type End = fn(&mut Machine);
+    let paths: [(&str, End); 6] = [
+        ("op 7", |m| m.on_reconnect_request()),
+        ("op 9 resumable", |m| m.on_invalid_session(true)),
+        ("op 9 not resumable", |m| m.on_invalid_session(false)),
+        ("resumable close", |m| m.on_closed(Some(4000))),
+        ("transport drop", |m| m.on_closed(None)),
+        ("protocol error", |m| m.on_protocol_error(false)),
+    ];
+    for (name, end) in paths {
+        let now = Instant::now();
+        let mut machine = active(now);
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            end(&mut machine);
+            let (delay, _) = connect_action(&drain(&mut machine)).expect("reconnects");
+            delays.push(delay);
+            // The next connection gets as far as it can without proving
+            // itself: open, Hello, and (when it has a session) RESUMED.
+            machine.on_connected(now);
+            machine.on_hello(INTERVAL, now);
+            if machine.session().is_some() {
+                machine.on_resumed(6);
+            }
+            drain(&mut machine);
+        }
+        let backoff = config().backoff;
+        if name == "op 9 not resumable" {
+            // Never sooner than the 1–5 s op 9 wait, nor the backoff.
+            assert!(
+                delays.iter().all(|d| *d >= Duration::from_secs(1)),
+                "{name}: {delays:?}"
+            );
+        } else {
+            assert_eq!(delays[0], Duration::ZERO, "{name}: first attempt at once");
+        }
+        for (attempt, delay) in delays.iter().enumerate().skip(1) {
+            let ceiling = backoff
+                .base
+                .saturating_mul(1 << (attempt - 1))
+                .min(backoff.cap);
+            assert!(
+                *delay >= ceiling / 2,
+                "{name}: attempt {attempt}: {delays:?}"
+            );
+        }
+        assert!(machine.consecutive_failures() >= 6, "{name}");
+    }
+}
+
+/// A gateway that answers every connection with op 7 where Hello belongs
+/// gets connections at a growing interval, not a flood.
+#[test]
+fn op_7_instead_of_hello_backs_off() {
+    let now = Instant::now();
+    let mut machine = Machine::new(config(), None, 1);
+    machine.start();
+    drain(&mut machine);
+    let mut total = Duration::ZERO;
+    let mut attempts = 0;
+    while total < Duration::from_secs(10) && attempts < 1000 {
+        machine.on_connected(now);
+        machine.on_reconnect_request();
+        let (delay, _) = connect_action(&drain(&mut machine)).expect("reconnects");
+        total += delay;
+        attempts += 1;
+    }
+    // 100 ms doubling to 1.6 s: about a dozen attempts in ten seconds.
+    assert!(attempts <= 16, "{attempts} connections in {total:?}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ use actix_http::ws::{Frame, Item, ProtocolError};
 use bytes::Bytes;
 use discore_protocol::{
     Envelope, EnvelopeError, ErrorChain, OpCode, PayloadData, commands,
-    inbound::{Hello, ReadySession},
+    inbound::{GuildMark, Hello, ReadySession},
 };
 use futures_util::{StreamExt as _, stream};
 use std::{
@@ -305,16 +305,22 @@ impl Shard {
             return;
         }
         let permit = self.queue.acquire(self.id);
-        let task = ctx.spawn(permit.into_actor(self).map(|(), shard, ctx| {
+        let task = ctx.spawn(permit.into_actor(self).map(|permit, shard, ctx| {
             shard.identify_task = None;
-            shard.send_identify();
+            shard.send_identify(permit);
             shard.run_actions(ctx);
         }));
         self.identify_task = Some(task);
     }
 
-    fn send_identify(&mut self) {
-        if !self.machine.identify_permitted() || self.connection.is_none() {
+    /// Sends Identify with `permit`, or gives the permit back (dropping it)
+    /// when this connection can no longer identify: it closed while the
+    /// shard waited, or is not at the identify step.
+    fn send_identify(&mut self, permit: crate::identify::IdentifyPermit) {
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        if !self.machine.identify_permitted() {
             return;
         }
         let identify = commands::Identify {
@@ -329,7 +335,9 @@ impl Shard {
             Ok(frame) => {
                 log::debug!(shard = self.id.number(), total = self.id.total(); "shard {}: identifying", self.id);
                 self.stats.identifies += 1;
-                self.send_control(frame);
+                self.limiter.record_control(Instant::now());
+                connection.send_identify(frame, permit);
+                self.machine.on_identify_sent();
             }
             Err(error) => log::error!(
                 "shard {}: identify failed to encode: {}",
@@ -505,6 +513,7 @@ impl Shard {
                 };
                 self.stats.guilds_expected = ready.guild_count();
                 self.stats.guilds_loaded = 0;
+                self.stats.guilds_pending = ready.guild_ids().map(Box::from).collect();
                 self.machine
                     .on_ready(sequence, ready.session_id, ready.resume_gateway_url);
             }
@@ -536,8 +545,10 @@ impl Shard {
         };
         if !matches!(name, "READY" | "RESUMED") {
             self.machine.on_dispatch(sequence);
-            if name == "GUILD_CREATE" && self.stats.guilds_loaded < self.stats.guilds_expected {
-                self.stats.guilds_loaded += 1;
+            if matches!(name, "GUILD_CREATE" | "GUILD_DELETE")
+                && !self.stats.guilds_pending.is_empty()
+            {
+                self.settle_guild(name, envelope);
             }
         }
         self.stats.events += 1;
@@ -550,6 +561,26 @@ impl Shard {
         log::trace!("shard {}: {name} #{sequence}", self.id);
         if let Some((event, data)) = event {
             self.deliver(kind, sequence, &event, &data);
+        }
+    }
+
+    /// A guild of the last READY arrived (GUILD_CREATE) or turned out to be
+    /// unavailable (GUILD_DELETE with `unavailable: true`, an outage): either
+    /// way it is settled, and readiness does not wait for it any more.
+    fn settle_guild(&mut self, name: &str, envelope: &Envelope<'_>) {
+        let Ok(guild) = envelope.data_as::<GuildMark>() else {
+            return;
+        };
+        let settles = name == "GUILD_CREATE" || guild.unavailable == Some(true);
+        if settles && self.stats.guilds_pending.remove(guild.id.as_str()) {
+            self.stats.guilds_loaded += 1;
+            if name == "GUILD_DELETE" {
+                log::info!(
+                    "shard {}: guild {} is unavailable; counted as loaded",
+                    self.id,
+                    guild.id
+                );
+            }
         }
     }
 

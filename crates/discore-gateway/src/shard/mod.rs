@@ -127,6 +127,9 @@ struct Stats {
     close_codes: std::collections::BTreeMap<u16, u64>,
     guilds_expected: usize,
     guilds_loaded: usize,
+    /// Guilds of the last READY not yet settled (arrived, or reported
+    /// unavailable); emptied as they settle.
+    guilds_pending: std::collections::HashSet<Box<str>>,
     inbound_bytes: u64,
     inflated_bytes: u64,
     /// Dispatches by event name; a name allocates once, on first sight.
@@ -166,8 +169,8 @@ impl Shard {
         );
         Self {
             id,
+            queue: config.identify_queue_or_default(&token),
             token,
-            queue: config.identify_queue_or_default(),
             credits: Credits::new(config.event_credits),
             presence: config.presence.clone(),
             config,

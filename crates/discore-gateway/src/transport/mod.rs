@@ -9,7 +9,7 @@ mod outbox;
 mod reader;
 mod writer;
 
-use crate::inflate::Compression;
+use crate::{identify::IdentifyPermit, inflate::Compression};
 use actix_http::{
     Uri,
     ws::{CloseCode as WsCloseCode, CloseReason, Codec, Frame, Message, ProtocolError},
@@ -97,6 +97,17 @@ impl Connection {
     pub(crate) fn send_text(&self, text: String) {
         // A failed send means the writer ended: the read side will notice.
         let _ = self.writer.send(Message::Text(text.into()));
+    }
+
+    /// Queues Identify. The writer reports the permit sent once the frame
+    /// is written, or drops it unused (the slot returns to the queue) if
+    /// the connection ends first. A permit expired by then is not used:
+    /// the writer closes the connection instead, and the shard reconnects
+    /// and asks again.
+    pub(crate) fn send_identify(&self, text: String, permit: IdentifyPermit) {
+        let _ = self
+            .writer
+            .send_identify(Message::Text(text.into()), permit);
     }
 
     /// Answers a ping.

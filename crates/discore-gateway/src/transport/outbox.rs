@@ -5,6 +5,7 @@
 //! for its whole life to send one heartbeat every ~41 s. This queue holds
 //! memory only while messages wait: its room is let go once it is drained.
 
+use crate::identify::IdentifyPermit;
 use actix_http::ws::Message;
 use futures_util::task::AtomicWaker;
 use std::{
@@ -20,9 +21,15 @@ struct Shared {
     writer: AtomicWaker,
 }
 
+/// A frame for the writer, with the identify permit it uses, if any.
+pub(super) struct Outgoing {
+    pub(super) message: Message,
+    pub(super) permit: Option<IdentifyPermit>,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Message>,
+    queue: VecDeque<Outgoing>,
     /// The sending side is gone: the writer ends once the queue is empty.
     sender_gone: bool,
     /// The writer is gone: nothing sent is ever written.
@@ -51,12 +58,28 @@ pub(super) struct OutboxSender(Arc<Shared>);
 impl OutboxSender {
     /// Queues `message`; `false` when the writer has ended.
     pub(super) fn send(&self, message: Message) -> bool {
+        self.push(Outgoing {
+            message,
+            permit: None,
+        })
+    }
+
+    /// Queues Identify with its permit; `false` (the permit dropped, so
+    /// given back) when the writer has ended.
+    pub(super) fn send_identify(&self, message: Message, permit: IdentifyPermit) -> bool {
+        self.push(Outgoing {
+            message,
+            permit: Some(permit),
+        })
+    }
+
+    fn push(&self, outgoing: Outgoing) -> bool {
         {
             let mut state = self.0.state();
             if state.receiver_gone {
                 return false;
             }
-            state.queue.push_back(message);
+            state.queue.push_back(outgoing);
         }
         self.0.writer.wake();
         true
@@ -82,7 +105,7 @@ pub(super) struct OutboxReceiver(Arc<Shared>);
 impl OutboxReceiver {
     /// The next message, in order; `None` once the sender is gone and
     /// every message it queued has been taken.
-    pub(super) async fn recv(&mut self) -> Option<Message> {
+    pub(super) async fn recv(&mut self) -> Option<Outgoing> {
         poll_fn(|cx| {
             let mut state = self.0.state();
             if let Some(message) = state.queue.pop_front() {
@@ -122,11 +145,12 @@ mod tests {
         assert!(receiver.recv().now_or_never().is_none(), "nothing yet");
         assert!(sender.send(Message::Text("one".into())));
         assert!(sender.send(Message::Text("two".into())));
-        assert!(matches!(receiver.recv().await, Some(Message::Text(t)) if t == "one"));
-        assert!(matches!(receiver.recv().await, Some(Message::Text(t)) if t == "two"));
+        let next = |o: Option<super::Outgoing>| o.map(|o| o.message);
+        assert!(matches!(next(receiver.recv().await), Some(Message::Text(t)) if t == "one"));
+        assert!(matches!(next(receiver.recv().await), Some(Message::Text(t)) if t == "two"));
         assert!(sender.send(Message::Text("three".into())));
         drop(sender);
-        assert!(matches!(receiver.recv().await, Some(Message::Text(t)) if t == "three"));
+        assert!(matches!(next(receiver.recv().await), Some(Message::Text(t)) if t == "three"));
         assert!(receiver.recv().await.is_none());
     }
 
@@ -134,7 +158,7 @@ mod tests {
     async fn a_waiting_writer_is_woken_and_a_gone_writer_refuses() {
         let (sender, mut receiver) = outbox();
         let waiting = actix_rt::spawn(async move {
-            let first = receiver.recv().await;
+            let first = receiver.recv().await.map(|o| o.message);
             (first, receiver)
         });
         actix_rt::task::yield_now().await;

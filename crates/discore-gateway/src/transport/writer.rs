@@ -1,22 +1,33 @@
 //! The writer task of one connection.
 
-use super::outbox::OutboxReceiver;
+use super::outbox::{OutboxReceiver, Outgoing};
 use actix_codec::{AsyncWrite, Encoder as _};
 use actix_http::ws::{Codec, Message};
 use bytes::BytesMut;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt as _;
 
 /// Encodes and writes every queued message, in order, until a close frame
 /// is written, a write fails or takes longer than `timeout`, or the sending
-/// side is dropped; then shuts the socket down.
+/// side is dropped; then shuts the socket down. An Identify's permit is
+/// reported sent once its frame is written, and a permit that expired
+/// before its turn ends the connection unsent (the shard asks again).
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut codec: Codec,
     mut outbox: OutboxReceiver,
     timeout: Duration,
 ) {
-    while let Some(message) = outbox.recv().await {
+    while let Some(Outgoing { message, permit }) = outbox.recv().await {
+        if let Some(permit) = &permit
+            && !permit.is_usable(Instant::now())
+        {
+            log::warn!(
+                "shard {}: identify permit expired before the write; closing to ask again",
+                permit.shard()
+            );
+            break;
+        }
         let closing = matches!(message, Message::Close(_));
         // A buffer per frame: an idle connection keeps none between its
         // heartbeats, ~41 s apart.
@@ -30,6 +41,11 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
             io.flush().await
         })
         .await;
+        if let Some(permit) = permit {
+            // Once the write began the frame may have reached the gateway,
+            // written in full or not: count it as sent.
+            permit.sent(Instant::now());
+        }
         if closing || !matches!(written, Ok(Ok(()))) {
             break;
         }

@@ -8,7 +8,8 @@
 //! # #[actix_rt::main]
 //! # async fn main() {
 //! conformance::run(|spec| {
-//!     let queue = InMemoryIdentifyQueue::with_window(spec.max_concurrency, spec.window);
+//!     let queue = InMemoryIdentifyQueue::with_window(spec.max_concurrency, spec.window)
+//!         .with_answer_timeout(spec.answer_timeout);
 //!     let queue = match spec.session_start_limit {
 //!         Some(limit) => queue.with_session_start_limit(limit),
 //!         None => queue,
@@ -22,7 +23,8 @@
 //!
 //! The checks use short windows (tens of milliseconds) and assert order and
 //! lower bounds on time only, so they hold on a busy machine: a late timer
-//! can only make a grant later, never earlier.
+//! can only make a grant later, never earlier. They play the shard's part:
+//! a permit is reported sent when the check says, or dropped unused.
 
 use discore_gateway::{IdentifyQueue, SessionStartLimit};
 use discore_protocol::ShardId;
@@ -44,6 +46,8 @@ pub struct QueueSpec {
     pub window: Duration,
     /// The daily budget to track, if any.
     pub session_start_limit: Option<SessionStartLimit>,
+    /// How long a permit is good for before the queue treats it as sent.
+    pub answer_timeout: Duration,
 }
 
 /// A check the queue failed.
@@ -71,6 +75,8 @@ impl std::error::Error for ConformanceError {}
 const WINDOW: Duration = Duration::from_millis(60);
 /// The longest any single grant may take where one is due promptly.
 const GENEROUS: Duration = Duration::from_secs(10);
+/// How long the checks' permits are good for.
+const ANSWER: Duration = Duration::from_secs(2);
 
 /// Runs every check, each on a fresh queue from `make`. Call it inside an
 /// actix (or tokio) runtime.
@@ -84,6 +90,9 @@ where
 {
     buckets_start_window_by_window_in_order(&make).await?;
     a_bucket_waits_a_window_between_identifies(&make).await?;
+    the_window_counts_from_the_send(&make).await?;
+    an_unused_permit_returns_its_slot(&make).await?;
+    an_unreported_permit_counts_as_sent_at_its_expiry(&make).await?;
     budget_pauses_at_the_reserve_until_the_reset(&make).await?;
     no_budget_means_no_pause(&make).await?;
     abandoned_requests_do_not_break_the_queue(&make).await?;
@@ -98,8 +107,9 @@ fn fail(check: &'static str, detail: impl Into<String>) -> ConformanceError {
 }
 
 /// Acquires for `shards` (asked in this order), polls them all together and
-/// returns `(shard, time since start)` in completion order. `start` is taken
-/// before the queue was built, so that durations are never underestimated.
+/// returns `(shard, time since start)` in completion order; each permit is
+/// reported sent when granted. `start` is taken before the queue was built,
+/// so that durations are never underestimated.
 async fn grants(
     check: &'static str,
     queue: &dyn IdentifyQueue,
@@ -113,7 +123,8 @@ async fn grants(
         let done = Rc::clone(&done);
         let number = shard.number();
         async move {
-            permit.await;
+            let permit = permit.await;
+            permit.sent(Instant::now());
             done.borrow_mut().push((number, start.elapsed()));
         }
     });
@@ -143,6 +154,7 @@ where
         max_concurrency: 4,
         window: WINDOW,
         session_start_limit: None,
+        answer_timeout: ANSWER,
     });
     let shards: Vec<ShardId> = (0..12).map(|n| ShardId::new(n, 12)).collect();
     let granted = grants(CHECK, &*queue, &shards, start, GENEROUS).await?;
@@ -176,6 +188,7 @@ where
         max_concurrency: 2,
         window: WINDOW,
         session_start_limit: None,
+        answer_timeout: ANSWER,
     });
     let shards = [ShardId::new(0, 4), ShardId::new(2, 4), ShardId::new(1, 4)];
     let granted = grants(CHECK, &*queue, &shards, start, GENEROUS).await?;
@@ -214,6 +227,7 @@ where
             total: 1000,
             reserve: 1,
         }),
+        answer_timeout: ANSWER,
     });
     let shards = [ShardId::new(0, 3), ShardId::new(1, 3), ShardId::new(2, 3)];
     let granted = grants(CHECK, &*queue, &shards, start, GENEROUS + reset_after).await?;
@@ -246,6 +260,7 @@ where
         max_concurrency: 20,
         window: Duration::from_secs(3600),
         session_start_limit: None,
+        answer_timeout: ANSWER,
     });
     let shards: Vec<ShardId> = (0..20).map(|n| ShardId::new(n, 20)).collect();
     grants(CHECK, &*queue, &shards, Instant::now(), GENEROUS)
@@ -264,9 +279,11 @@ where
         max_concurrency: 1,
         window: WINDOW,
         session_start_limit: None,
+        answer_timeout: ANSWER,
     });
     let start = Instant::now();
-    queue.acquire(ShardId::new(0, 2)).await;
+    let first = bounded(CHECK, queue.acquire(ShardId::new(0, 2))).await?;
+    first.sent(Instant::now());
     // Asked and abandoned: the shard's connection closed meanwhile.
     drop(queue.acquire(ShardId::new(1, 2)));
     let granted = grants(CHECK, &*queue, &[ShardId::new(0, 2)], start, GENEROUS).await?;
@@ -275,6 +292,101 @@ where
         return Err(fail(
             CHECK,
             format!("a second identify of bucket 0 was granted after {at:?}, within one window"),
+        ));
+    }
+    Ok(())
+}
+
+/// Awaits one grant, within [`GENEROUS`].
+async fn bounded(
+    check: &'static str,
+    permit: discore_gateway::IdentifyFuture,
+) -> Result<discore_gateway::IdentifyPermit, ConformanceError> {
+    actix_rt::time::timeout(GENEROUS, permit)
+        .await
+        .map_err(|_| fail(check, format!("no grant within {GENEROUS:?}")))
+}
+
+/// A permit reported sent half a window after its grant holds its bucket
+/// for a window after the send, not after the grant.
+async fn the_window_counts_from_the_send<F>(make: &F) -> Result<(), ConformanceError>
+where
+    F: Fn(QueueSpec) -> Arc<dyn IdentifyQueue>,
+{
+    const CHECK: &str = "the window counts from the send";
+    let queue = make(QueueSpec {
+        max_concurrency: 1,
+        window: WINDOW,
+        session_start_limit: None,
+        answer_timeout: ANSWER,
+    });
+    let first = bounded(CHECK, queue.acquire(ShardId::new(0, 2))).await?;
+    let second = queue.acquire(ShardId::new(1, 2));
+    actix_rt::time::sleep(WINDOW / 2).await;
+    let sent = Instant::now();
+    first.sent(sent);
+    let second = bounded(CHECK, second).await?;
+    let gap = sent.elapsed();
+    second.sent(Instant::now());
+    if gap < WINDOW {
+        return Err(fail(
+            CHECK,
+            format!("the next permit came {gap:?} after the send, within the window"),
+        ));
+    }
+    Ok(())
+}
+
+/// A permit dropped unused lets the next request of its bucket go at once,
+/// long before a window (an hour here) has passed.
+async fn an_unused_permit_returns_its_slot<F>(make: &F) -> Result<(), ConformanceError>
+where
+    F: Fn(QueueSpec) -> Arc<dyn IdentifyQueue>,
+{
+    const CHECK: &str = "an unused permit returns its slot";
+    let queue = make(QueueSpec {
+        max_concurrency: 1,
+        window: Duration::from_secs(3600),
+        session_start_limit: None,
+        answer_timeout: ANSWER,
+    });
+    let first = bounded(CHECK, queue.acquire(ShardId::new(0, 2))).await?;
+    let second = queue.acquire(ShardId::new(1, 2));
+    // The shard's connection closed before it could identify.
+    drop(first);
+    let second = bounded(CHECK, second).await?;
+    second.sent(Instant::now());
+    Ok(())
+}
+
+/// A permit never reported holds its bucket until its expiry and a window
+/// after, then the line moves on.
+async fn an_unreported_permit_counts_as_sent_at_its_expiry<F>(
+    make: &F,
+) -> Result<(), ConformanceError>
+where
+    F: Fn(QueueSpec) -> Arc<dyn IdentifyQueue>,
+{
+    const CHECK: &str = "an unreported permit counts as sent at its expiry";
+    let answer = WINDOW;
+    let queue = make(QueueSpec {
+        max_concurrency: 1,
+        window: WINDOW,
+        session_start_limit: None,
+        answer_timeout: answer,
+    });
+    let first = bounded(CHECK, queue.acquire(ShardId::new(0, 2))).await?;
+    let granted = Instant::now();
+    let second = bounded(CHECK, queue.acquire(ShardId::new(1, 2))).await?;
+    let gap = granted.elapsed();
+    second.sent(Instant::now());
+    drop(first);
+    if gap < answer + WINDOW {
+        return Err(fail(
+            CHECK,
+            format!(
+                "the next permit came {gap:?} after an unreported one, before its expiry and a window"
+            ),
         ));
     }
     Ok(())

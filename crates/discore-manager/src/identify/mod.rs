@@ -11,7 +11,7 @@
 pub mod conformance;
 mod ordered;
 
-pub(crate) use ordered::{OrderedIdentifyQueue, Spacing};
+pub(crate) use ordered::OrderedIdentifyQueue;
 
 #[cfg(test)]
 mod tests {
@@ -22,7 +22,8 @@ mod tests {
     #[actix_rt::test]
     async fn the_in_memory_queue_conforms() {
         conformance::run(|spec| {
-            let queue = InMemoryIdentifyQueue::with_window(spec.max_concurrency, spec.window);
+            let queue = InMemoryIdentifyQueue::with_window(spec.max_concurrency, spec.window)
+                .with_answer_timeout(spec.answer_timeout);
             Arc::new(match spec.session_start_limit {
                 Some(limit) => queue.with_session_start_limit(limit),
                 None => queue,

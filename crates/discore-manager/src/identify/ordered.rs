@@ -11,12 +11,10 @@
 //! hold the fleet back for long. Every later request (a reconnect that needs
 //! a new session) goes straight to the inner queue.
 //!
-//! When the manager built the inner queue itself it knows its buckets and
-//! window, and also spaces grants: a bucket's grant never follows the
-//! previous one by less than the window, measured when granted. A queue
-//! that reserves slots in advance would otherwise hand out several overdue
-//! slots at once after the process stalled (a busy machine), and the
-//! identifies would reach Discord back to back.
+//! The wrapper passes permits through untouched: the inner queue spaces
+//! Identifies by when they were sent, and a permit that comes back unused
+//! returns to it. A shard whose Identify was refused (op 9) asks again and
+//! gets a slot again, like any later request.
 
 use discore_gateway::{IdentifyFuture, IdentifyQueue};
 use discore_protocol::ShardId;
@@ -24,7 +22,7 @@ use std::{
     collections::{HashMap, VecDeque},
     fmt,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 use tokio::sync::oneshot;
 
@@ -34,53 +32,6 @@ pub(crate) struct OrderedIdentifyQueue {
     inner: Arc<dyn IdentifyQueue>,
     straggler_timeout: Duration,
     state: Arc<Mutex<Order>>,
-    spacing: Option<Arc<Spacing>>,
-}
-
-/// The last grant of each bucket, to space grants by the window.
-#[derive(Debug)]
-pub(crate) struct Spacing {
-    max_concurrency: u32,
-    window: Duration,
-    last: Mutex<HashMap<u32, Instant>>,
-}
-
-impl Spacing {
-    pub(crate) fn new(max_concurrency: u32, window: Duration) -> Self {
-        Self {
-            max_concurrency: max_concurrency.max(1),
-            window,
-            last: Mutex::default(),
-        }
-    }
-
-    /// Waits until `shard`'s bucket had no grant for a window, and records
-    /// this grant.
-    async fn pace(&self, shard: ShardId) {
-        let bucket = shard.number() % self.max_concurrency;
-        loop {
-            let wait = {
-                let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-                let now = Instant::now();
-                match last.get(&bucket) {
-                    Some(previous) if now < *previous + self.window => {
-                        Some(*previous + self.window - now)
-                    }
-                    _ => {
-                        last.insert(bucket, now);
-                        None
-                    }
-                }
-            };
-            match wait {
-                Some(wait) => {
-                    log::debug!("shard {shard}: identify held {wait:?} to keep its bucket's pace");
-                    actix_rt::time::sleep(wait).await;
-                }
-                None => return,
-            }
-        }
-    }
 }
 
 #[derive(Default)]
@@ -98,7 +49,6 @@ impl fmt::Debug for OrderedIdentifyQueue {
             .field("inner", &self.inner)
             .field("expected", &order.expected.len())
             .field("waiting", &order.waiting.len())
-            .field("spacing", &self.spacing)
             .finish()
     }
 }
@@ -143,16 +93,11 @@ impl Order {
 }
 
 impl OrderedIdentifyQueue {
-    pub(crate) fn new(
-        inner: Arc<dyn IdentifyQueue>,
-        straggler_timeout: Duration,
-        spacing: Option<Spacing>,
-    ) -> Self {
+    pub(crate) fn new(inner: Arc<dyn IdentifyQueue>, straggler_timeout: Duration) -> Self {
         Self {
             inner,
             straggler_timeout,
             state: Arc::default(),
-            spacing: spacing.map(Arc::new),
         }
     }
 
@@ -178,17 +123,10 @@ impl OrderedIdentifyQueue {
 
 impl IdentifyQueue for OrderedIdentifyQueue {
     fn acquire(&self, shard: ShardId) -> IdentifyFuture {
-        let spacing = self.spacing.clone();
         let mut order = lock(&self.state);
         if !order.expected.contains(&shard) {
             drop(order);
-            let permit = self.inner.acquire(shard);
-            return Box::pin(async move {
-                permit.await;
-                if let Some(spacing) = spacing {
-                    spacing.pace(shard).await;
-                }
-            });
+            return self.inner.acquire(shard);
         }
         let (sender, mut receiver) = oneshot::channel();
         // A repeated request replaces an abandoned one.
@@ -216,9 +154,6 @@ impl IdentifyQueue for OrderedIdentifyQueue {
                 Some(permit) => permit.await,
                 None => inner.acquire(shard).await,
             }
-            if let Some(spacing) = spacing {
-                spacing.pace(shard).await;
-            }
         })
     }
 }
@@ -226,11 +161,11 @@ impl IdentifyQueue for OrderedIdentifyQueue {
 #[cfg(test)]
 mod tests {
     use super::OrderedIdentifyQueue;
-    use discore_gateway::{IdentifyFuture, IdentifyQueue};
+    use discore_gateway::{IdentifyFuture, IdentifyPermit, IdentifyQueue};
     use discore_protocol::ShardId;
     use std::{
         sync::{Arc, Mutex},
-        time::Duration,
+        time::{Duration, Instant},
     };
 
     /// Records the order in which the inner queue is asked; grants at once.
@@ -240,7 +175,8 @@ mod tests {
     impl IdentifyQueue for Recorder {
         fn acquire(&self, shard: ShardId) -> IdentifyFuture {
             self.0.lock().expect("lock").push(shard.number());
-            Box::pin(async {})
+            let permit = IdentifyPermit::unreported(shard, Instant::now() + Duration::from_secs(2));
+            Box::pin(async move { permit })
         }
     }
 
@@ -254,7 +190,6 @@ mod tests {
         let queue = Arc::new(OrderedIdentifyQueue::new(
             recorder.clone(),
             Duration::from_secs(30),
-            None,
         ));
         queue.launch(ids(0..4));
         // Requests arrive out of order; none passes before shard 0 asked.
@@ -265,12 +200,12 @@ mod tests {
         assert!(recorder.0.lock().expect("lock").is_empty());
         let first = queue.acquire(ShardId::new(0, 8));
         assert_eq!(*recorder.0.lock().expect("lock"), [0, 1, 2, 3]);
-        first.await;
+        drop(first.await);
         for permit in late {
-            permit.await;
+            drop(permit.await);
         }
         // A second request of a launched shard goes straight through.
-        queue.acquire(ShardId::new(2, 8)).await;
+        drop(queue.acquire(ShardId::new(2, 8)).await);
         assert_eq!(*recorder.0.lock().expect("lock"), [0, 1, 2, 3, 2]);
     }
 
@@ -280,78 +215,35 @@ mod tests {
         let queue = Arc::new(OrderedIdentifyQueue::new(
             recorder.clone(),
             Duration::from_millis(20),
-            None,
         ));
         queue.launch(ids(0..3));
         // Shard 0 never asks; 1 and 2 go after the timeout, in order.
         let two = queue.acquire(ShardId::new(2, 8));
         let one = queue.acquire(ShardId::new(1, 8));
-        futures_util::future::join(one, two).await;
+        drop(futures_util::future::join(one, two).await);
         assert_eq!(*recorder.0.lock().expect("lock"), [1, 2]);
         // The straggler, when it finally asks, goes directly.
-        queue.acquire(ShardId::new(0, 8)).await;
+        drop(queue.acquire(ShardId::new(0, 8)).await);
         assert_eq!(*recorder.0.lock().expect("lock"), [1, 2, 0]);
     }
 
     #[actix_rt::test]
     async fn forgetting_a_shard_releases_the_ones_behind_it() {
         let recorder = Arc::new(Recorder::default());
-        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30), None);
+        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30));
         queue.launch(ids(0..2));
         let one = queue.acquire(ShardId::new(1, 8));
         queue.forget(ShardId::new(0, 8));
-        one.await;
+        drop(one.await);
         assert_eq!(*recorder.0.lock().expect("lock"), [1]);
     }
 
     #[actix_rt::test]
     async fn unlaunched_shards_pass_straight_through() {
         let recorder = Arc::new(Recorder::default());
-        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30), None);
+        let queue = OrderedIdentifyQueue::new(recorder.clone(), Duration::from_secs(30));
         queue.launch(ids(4..6));
-        queue.acquire(ShardId::new(7, 8)).await;
+        drop(queue.acquire(ShardId::new(7, 8)).await);
         assert_eq!(*recorder.0.lock().expect("lock"), [7]);
-    }
-}
-
-#[cfg(test)]
-mod spacing_tests {
-    use super::{OrderedIdentifyQueue, Spacing};
-    use discore_gateway::{IdentifyFuture, IdentifyQueue};
-    use discore_protocol::ShardId;
-    use std::{
-        sync::Arc,
-        time::{Duration, Instant},
-    };
-
-    /// Grants everything at once, as a queue whose slots all fell due
-    /// while the process stalled.
-    #[derive(Debug)]
-    struct AllDue;
-
-    impl IdentifyQueue for AllDue {
-        fn acquire(&self, _: ShardId) -> IdentifyFuture {
-            Box::pin(async {})
-        }
-    }
-
-    #[actix_rt::test]
-    async fn overdue_grants_of_a_bucket_are_spaced_by_the_window() {
-        let window = Duration::from_millis(40);
-        let queue = OrderedIdentifyQueue::new(
-            Arc::new(AllDue),
-            Duration::from_secs(30),
-            Some(Spacing::new(2, window)),
-        );
-        let start = Instant::now();
-        // Shards 0, 2 and 4 share bucket 0; shard 1 is alone in bucket 1.
-        let mut times = Vec::new();
-        for n in [0, 1, 2, 4] {
-            queue.acquire(ShardId::new(n, 6)).await;
-            times.push((n, start.elapsed()));
-        }
-        assert!(times[1].1 < window, "bucket 1 is not held back: {times:?}");
-        assert!(times[2].1 >= window, "{times:?}");
-        assert!(times[3].1 >= window * 2, "{times:?}");
     }
 }

@@ -24,7 +24,7 @@ use crate::{
     config::{IdentifyLimits, IdentifyQueueChoice, ManagerConfig, SessionConfig, ShardCount},
     error::ManagerError,
     event::{FleetEvent, FleetProgress, FleetStop, ShardFailure},
-    identify::{OrderedIdentifyQueue, Spacing},
+    identify::OrderedIdentifyQueue,
     intensity::RestartIntensity,
     relay::{Mode, Relay, SetSubscribers, Subscriber},
     session_store::{SavedSession, SessionStore},
@@ -261,20 +261,15 @@ impl ShardManager {
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
-        let (inner, spacing) = match &config.identify.queue {
-            IdentifyQueueChoice::Given(queue) => (Arc::clone(queue), None),
+        let inner = match &config.identify.queue {
+            IdentifyQueueChoice::Given(queue) => Arc::clone(queue),
             IdentifyQueueChoice::InMemory(limits) => {
-                let max_concurrency = max_concurrency(limits, &info);
-                (
-                    in_memory_queue(limits, max_concurrency, &info),
-                    Some(Spacing::new(max_concurrency, limits.window)),
-                )
+                in_memory_queue(limits, max_concurrency(limits, &info), &info)
             }
         };
         let queue = Arc::new(OrderedIdentifyQueue::new(
             inner,
             config.identify.order_timeout,
-            spacing,
         ));
         let gateway_url = config.discovery.gateway_url.clone().unwrap_or(info.url);
         let subscribers = std::mem::take(&mut config.subscribers);

@@ -225,8 +225,9 @@ impl IdentifyQueue for PanicFor {
         let permit = self.inner.acquire(shard);
         let doomed = shard.number() == self.shard;
         Box::pin(async move {
-            permit.await;
+            let permit = permit.await;
             assert!(!doomed, "injected crash of shard {shard} while identifying");
+            permit
         })
     }
 }

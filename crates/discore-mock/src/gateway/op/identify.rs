@@ -54,6 +54,7 @@ impl Connection {
                 world,
                 written,
                 overlays,
+                unavailable,
             } => {
                 log::info!("{} identified as shard {shard:?}", self.id);
                 self.session_id = Some(session_id.clone());
@@ -66,6 +67,19 @@ impl Connection {
                 let events: Vec<Event> = guilds
                     .iter()
                     .map(|g| {
+                        if unavailable.contains(g) {
+                            // Discord's Guild Delete: an unavailable guild
+                            // is `{id, unavailable: true}`.
+                            let id = world.guild_id(*g);
+                            let data = serde_json::json!({
+                                "id": id.to_string(),
+                                "unavailable": true,
+                            });
+                            return Event {
+                                intent: crate::intents::GUILDS,
+                                ..Event::plain("GUILD_DELETE", &data, Some(id))
+                            };
+                        }
                         let mut data = world.guild_create(*g, identify.intents, large_threshold);
                         if let Some(overlay) = overlays.get(g) {
                             overlay.apply(&mut data);
