@@ -422,17 +422,6 @@ async fn ticker_shards(
     Ok(delivered.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{latency_stamp, parse_latency_stamp};
-
-    #[test]
-    fn stamps_round_trip() {
-        assert_eq!(parse_latency_stamp(&latency_stamp(42)), Some(42));
-        assert_eq!(parse_latency_stamp("hello"), None);
-    }
-}
-
 /// The gaps between consecutive Identifies of one bucket as the emulator
 /// stamped them: `"{count} {smallest_ms} {median_ms}"` (`"0 - -"` when no
 /// bucket had two).
@@ -453,5 +442,16 @@ fn identify_gaps(observed: &discore_mock::Observed) -> String {
             median.as_secs_f64() * 1000.0
         ),
         _ => "0 - -".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{latency_stamp, parse_latency_stamp};
+
+    #[test]
+    fn stamps_round_trip() {
+        assert_eq!(parse_latency_stamp(&latency_stamp(42)), Some(42));
+        assert_eq!(parse_latency_stamp("hello"), None);
     }
 }
