@@ -119,6 +119,52 @@ async fn drop_tcp() {
     mock.stop().await;
 }
 
+/// Dispatches still queued when the emulator closes a connection are
+/// written ahead of the close frame: they count as written, so a resume
+/// from the last of them is valid, not an invalid sequence.
+#[actix_rt::test]
+async fn dispatches_written_before_a_close_count_as_written() {
+    let mock = start(config()).await;
+    let mut client = connect_json(&mock.gateway_url()).await;
+    let ready = client.ready(1, None).await;
+    let session = ready["d"]["session_id"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    // Hold the frames, queue three dispatches behind the stall, then close:
+    // the three leave only with the close.
+    mock.stall(&Target::All, Duration::from_secs(30));
+    mock.wait_until(TIMEOUT, |_| true).await.expect("noop");
+    for i in 0..3 {
+        mock.dispatch(Some(&Target::Shard(0)), "CUSTOM", &json!({"i": i}));
+    }
+    assert_eq!(mock.close(&Target::Shard(0), 4000), 1);
+    let mut last = 0;
+    let code = loop {
+        match client.recv().await {
+            Received::Payload(payload) => {
+                if let Some(seq) = payload["s"].as_u64() {
+                    last = seq;
+                }
+            }
+            Received::Close(code) => break code,
+            other => panic!("expected dispatches then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(4000));
+    assert!(
+        last >= 4,
+        "the three dispatches came before the close: {last}"
+    );
+    let mut client = connect_json(&mock.resume_url()).await;
+    client.hello().await;
+    client.send(&resume(&session, last)).await;
+    client.until_event("RESUMED").await;
+    let seen = mock.observed();
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    mock.stop().await;
+}
+
 /// Heartbeat ACKs stop and restart on demand; op 1 asks for a heartbeat.
 #[actix_rt::test]
 async fn heartbeat_faults() {

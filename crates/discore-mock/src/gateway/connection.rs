@@ -186,6 +186,18 @@ impl Connection {
         log::debug!("{} ended: {end:?} {code:?}", self.id);
     }
 
+    /// Records the dispatch sequences of a chunk handed to the writer, for
+    /// the connection and for its session (`(0, 0)`: a chunk without
+    /// dispatches).
+    fn record_written(&self, sequences: (u64, u64)) {
+        if sequences.1 > 0 {
+            self.written.record(sequences);
+            if let Some(session) = &self.session_written {
+                session.record(sequences);
+            }
+        }
+    }
+
     /// Sends the close frame after everything queued, waits briefly for the
     /// client's close, then ends the stream (actix closes TCP).
     pub(super) async fn finish_close(&mut self, code: u16, reason: &str, wait_reply: bool) {
@@ -194,8 +206,11 @@ impl Connection {
         self.seal(None);
         let deadline = Instant::now() + CLOSE_WAIT;
         while let Some(chunk) = self.out_queue.pop_front() {
+            let sequences = chunk.sequences;
             match tokio::time::timeout_at(deadline.into(), self.out_tx.send(chunk.bytes)).await {
-                Ok(Ok(())) => {}
+                // Dispatches written ahead of the close frame reach the
+                // client: its session may resume from them.
+                Ok(Ok(())) => self.record_written(sequences),
                 _ => return,
             }
         }
@@ -281,12 +296,7 @@ impl Connection {
                 Step::Permit(Ok(permit)) => {
                     if let Some(chunk) = self.out_queue.pop_front() {
                         self.out_bytes -= chunk.bytes.len();
-                        if chunk.sequences.1 > 0 {
-                            self.written.record(chunk.sequences);
-                            if let Some(session) = &self.session_written {
-                                session.record(chunk.sequences);
-                            }
-                        }
+                        self.record_written(chunk.sequences);
                         permit.send(chunk.bytes);
                     }
                     None
