@@ -132,6 +132,9 @@ async fn lifecycle_connection_and_fleet_records_carry_their_fields() {
             .guilds(4)
             .max_guilds_per_shard(2)
             .max_concurrency(2)
+            // Short, so shard 0's connection proves healthy (a heartbeat
+            // acknowledged) within the test.
+            .heartbeat_interval(Duration::from_millis(100))
             .rest_rate_limit(None),
     )
     .await
@@ -184,6 +187,22 @@ async fn lifecycle_connection_and_fleet_records_carry_their_fields() {
 
     // Connection records: the close code, then the reconnect's attempt and
     // delay, then the resume of the same session.
+    // A connection is healthy once a heartbeat was acknowledged: the client
+    // sends its second heartbeat only after the first one's ACK.
+    mock.wait_until(TIMEOUT, |o| {
+        o.connections
+            .iter()
+            .filter(|c| c.shard == Some([0, 2]) && c.closed_at.is_none())
+            .any(|c| {
+                o.heartbeats
+                    .iter()
+                    .filter(|h| h.connection == c.id && h.acked)
+                    .count()
+                    >= 2
+            })
+    })
+    .await
+    .expect("shard 0 heartbeats");
     let before = recorded();
     assert_eq!(mock.close(&Target::Shard(0), 4000), 1);
     let closed = wait_for_since(before, "the disconnect", |r| {
