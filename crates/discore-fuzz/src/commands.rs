@@ -15,7 +15,7 @@ use discore_protocol::{
         self, ChannelInfoField, EncodeError, Identify, IdentifyProperties, RequestChannelInfo,
         RequestSoundboardSounds,
     },
-    limits::MAX_CLIENT_PAYLOAD_BYTES,
+    limits::{MAX_CLIENT_PAYLOAD_BYTES, MAX_NONCE_BYTES},
 };
 use serde_json::Value;
 use twilight_model::{
@@ -207,6 +207,14 @@ fn user_command(command: Command) {
             }
         }
         Err(CommandError::TooLarge { size }) => assert!(size > MAX_CLIENT_PAYLOAD_BYTES),
+        Err(CommandError::NonceTooLong { bytes }) => {
+            // Discord drops a longer nonce: refused before it is sent.
+            assert!(bytes > MAX_NONCE_BYTES, "{bytes} bytes refused");
+            assert!(matches!(
+                command,
+                Command::RequestGuildMembers(_) | Command::Raw(_)
+            ));
+        }
         Err(CommandError::InvalidRaw(reason)) => {
             assert!(
                 matches!(command, Command::Raw(_)),
