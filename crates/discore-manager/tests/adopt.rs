@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{collector, init_logging, manager_config, mock_config, start_mock, wait_for};
+use common::{TIMEOUT, collector, init_logging, manager_config, mock_config, start_mock, wait_for};
 use discore_gateway::{EventFilter, InMemoryIdentifyQueue, StopMode};
 use discore_manager::{
     AdoptRefusal, AdoptShard, Adopted, GetFleetStatus, IdentifyConfig, ManagerError, ReleaseShard,
@@ -14,7 +14,11 @@ use discore_manager::{
 };
 use discore_mock::{MockServer, ResumeOutcome};
 use discore_protocol::ShardId;
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use twilight_model::{gateway::payload::outgoing::RequestGuildMembers, id::Id};
 
 const TOTAL: u32 = 4;
@@ -51,6 +55,30 @@ async fn adopting_manager(
     (manager, log)
 }
 
+/// Waits, within the tests' bound, until `manager` reports each of
+/// `numbers` active: READY received on its side, not only sent by the
+/// emulator, so the shard has a session to hand over.
+async fn wait_active(manager: &actix::Addr<ShardManager>, numbers: &[u32]) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let status = manager.send(GetFleetStatus).await.expect("manager answers");
+        let active = numbers.iter().all(|number| {
+            status
+                .shards
+                .iter()
+                .any(|shard| shard.shard.number() == *number && shard.is_active())
+        });
+        if active {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for shards {numbers:?} to be active"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn adopt(manager: &actix::Addr<ShardManager>, number: u32) -> Adopted {
     manager
         .send(AdoptShard::new(ShardId::new(number, TOTAL)))
@@ -84,6 +112,8 @@ async fn shards_move_between_managers_by_adopt_and_release_without_an_identify()
         live(&mock) == BTreeMap::from([(0, 1), (2, 1), (3, 1)])
     })
     .await;
+    wait_active(&a, &[0, 2]).await;
+    wait_active(&b, &[3]).await;
 
     // a runs 0 and 2: shard 1, in the gap, is another process's.
     let members = RequestGuildMembers::builder(Id::new(1 << 22)).query("", None);
