@@ -71,6 +71,11 @@ fn emulator(shards: u64, window: Duration) -> MockConfig {
         .channels_per_guild(1)
         .max_concurrency(MAX_CONCURRENCY)
         .identify_window(window)
+        // A bot of this size has a daily budget to match: Discord raises it
+        // for large bots. Its default of 1,000 would leave the queue's
+        // reserve of 50 holding the last shards of a 1,000-shard fleet back
+        // until the daily reset, as it should.
+        .session_start_limit(10_000, 10_000, Duration::from_secs(86_400))
         // Long enough that heartbeats are not the load under test.
         .heartbeat_interval(Duration::from_secs(5))
         .heartbeat_grace(Duration::from_secs(5))
@@ -206,20 +211,21 @@ async fn cold_start(shards: u32, window: Duration, ready_within: Duration) {
     mock.stop().await;
 }
 
-/// Run with `--ignored` on a machine whose load average stays near its
-/// core count: the emulator stamps each Identify when its worker thread gets
-/// to it, and on an overloaded machine (load 10–16 on 2 cores, four builds
-/// at once) that stamp lags by up to tens of milliseconds, more than any
-/// margin short of the window itself (`docs/performance.md`, "Cold start").
-#[ignore = "needs a machine whose load stays near its core count"]
+/// Fails today, so it runs only with `--ignored`: with a CPU hog beside it
+/// on 2 cores, the emulator (in this process) stamps some Identifies late by
+/// more than `IDENTIFY_MARGIN`, tens of milliseconds while a thousand
+/// connections open at once and a few milliseconds after, and counts two
+/// Identifies of a bucket as too close. `docs/performance.md`, "Cold
+/// start", has the figures.
+#[ignore = "fails: the emulator's stamps lag by more than IDENTIFY_MARGIN under a CPU hog"]
 #[actix_rt::test]
 async fn two_hundred_fifty_six_shards_at_equal_windows() {
     // 16 windows of 100 ms: under two seconds when all goes well.
     cold_start(256, Duration::from_millis(100), Duration::from_secs(120)).await;
 }
 
-/// As above: run with `--ignored` on a machine that is not overloaded.
-#[ignore = "needs a machine whose load stays near its core count"]
+/// As above.
+#[ignore = "fails: the emulator's stamps lag by more than IDENTIFY_MARGIN under a CPU hog"]
 #[actix_rt::test]
 async fn a_thousand_shards_at_equal_windows() {
     // 63 windows of 100 ms: under seven seconds when all goes well.
