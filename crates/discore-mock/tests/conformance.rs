@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    ALL_USEFUL, Received, TIMEOUT, config, connect, connect_json, identify, resume, start,
+    ALL_USEFUL, Received, TIMEOUT, config, connect, connect_json, identify, resume, session_id,
+    start,
 };
 use discore_mock::{BadSequenceBehaviour, Intents, ResumeOutcome, Target, ViolationKind};
 use serde_json::{Value, json};
@@ -443,10 +444,7 @@ async fn resume_replays_missed_dispatches() {
     let mock = start(config().guilds(2)).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.dispatches(2).await; // GUILD_CREATEs
     let seq = client.seq.expect("seq");
     client.close(4000).await;
@@ -489,10 +487,7 @@ async fn a_resumed_never_read_leaves_the_recorded_gap() {
     let mock = start(config().guilds(2)).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.dispatches(2).await; // GUILD_CREATEs
     let seq = client.seq.expect("seq");
     client.close(4000).await;
@@ -550,10 +545,7 @@ async fn resume_on_discovery_url_is_a_violation() {
     let mock = start(config()).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.close(4000).await;
     mock.wait_until(TIMEOUT, |o| o.active_sessions(0) == 0)
         .await
@@ -598,10 +590,7 @@ async fn resume_with_bad_seq() {
         let mock = start(config().bad_sequence(behaviour)).await;
         let mut client = connect_json(&mock.gateway_url()).await;
         let ready = client.ready(1, None).await;
-        let session = ready["d"]["session_id"]
-            .as_str()
-            .expect("session")
-            .to_owned();
+        let session = session_id(&ready);
         client.close(4000).await;
         mock.wait_until(TIMEOUT, |o| o.active_sessions(0) == 0)
             .await

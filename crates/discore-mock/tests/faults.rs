@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    Received, TIMEOUT, config, connect, connect_json, identify, resume, start, try_connect,
+    Received, TIMEOUT, config, connect, connect_json, identify, resume, session_id, start,
+    try_connect,
 };
 use discore_mock::{ConnectionEnd, Target, TrafficConfig, TrafficMix};
 use serde_json::json;
@@ -100,10 +101,7 @@ async fn drop_tcp() {
     let mock = start(config()).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     mock.drop_connection(&Target::Shard(0));
     loop {
         match client.recv().await {
@@ -127,10 +125,7 @@ async fn dispatches_written_before_a_close_count_as_written() {
     let mock = start(config()).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     // Hold the frames, queue three dispatches behind the stall, then close:
     // the three leave only with the close.
     mock.stall(&Target::All, Duration::from_secs(30));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ALL_USEFUL, TIMEOUT, config, connect, connect_json, resume, start};
+use common::{ALL_USEFUL, TIMEOUT, config, connect, connect_json, resume, session_id, start};
 use discore_mock::{MockServer, RestRateLimit, TrafficConfig, TrafficMix};
 use serde::de::DeserializeSeed;
 use serde_json::{Value, json};
@@ -89,10 +89,7 @@ async fn gateway_bot_counts_identifies() {
 
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, Some([0, 3])).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.close(4000).await;
     mock.wait_until(TIMEOUT, |o| o.active_sessions(0) == 0)
         .await
@@ -281,10 +278,7 @@ async fn every_payload_parses_with_twilight_model() {
     .await;
     let ready = client.ready(ALL_USEFUL, Some([0, 1])).await;
     parses_with_twilight(&ready);
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     for create in client.dispatches(2).await {
         assert_eq!(create["t"], "GUILD_CREATE");
         parses_with_twilight(&create);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TIMEOUT, TOKEN, config, connect_json, resume, start};
+use common::{TIMEOUT, TOKEN, config, connect_json, resume, session_id, start};
 use discore_mock::{ConnectionEnd, Target, ViolationKind};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
@@ -82,10 +82,7 @@ async fn a_resume_url_can_name_its_session() {
     let mock = start(config().session_resume_urls(true)).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     let url = ready["d"]["resume_gateway_url"]
         .as_str()
         .expect("url")
@@ -180,10 +177,7 @@ async fn a_resume_beyond_what_was_written_is_refused() {
     let mock = start(config().guilds(1)).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.until_event("GUILD_CREATE").await;
     let connection = mock.observed().last_connection().expect("connection").id;
     let target = Target::Connection(connection);
@@ -242,10 +236,7 @@ async fn a_resume_from_what_was_written_replays_the_rest() {
     let mock = start(config().guilds(1)).await;
     let mut client = connect_json(&mock.gateway_url()).await;
     let ready = client.ready(1, None).await;
-    let session = ready["d"]["session_id"]
-        .as_str()
-        .expect("session")
-        .to_owned();
+    let session = session_id(&ready);
     client.until_event("GUILD_CREATE").await;
     let connection = mock.observed().last_connection().expect("connection").id;
     let target = Target::Connection(connection);

@@ -33,6 +33,14 @@ pub fn config() -> MockConfig {
         .reconnect_close_after(Some(Duration::from_secs(5)))
 }
 
+/// The session id of a READY payload.
+pub fn session_id(ready: &Value) -> String {
+    ready["d"]["session_id"]
+        .as_str()
+        .expect("READY carries a session id")
+        .to_owned()
+}
+
 /// The shard `[_, total]` a guild's events go to:
 /// `(guild_id >> 22) % total`, as Discord documents it.
 pub fn shard_of(guild_id: u64, total: u32) -> u32 {
