@@ -27,8 +27,8 @@ const REPORT_ATTEMPTS: u32 = 4;
 
 /// Grants the bucket's slot to `token` if it is free, or tells how long to
 /// wait. The slot is free when no lease is out (or the last one ran out,
-/// which counts as an Identify sent at its end) and the spacing has passed
-/// since the last Identify reported sent.
+/// which counts as an Identify sent at its end, and whose report may still
+/// come) and the spacing has passed since the last Identify reported sent.
 ///
 /// KEYS: bucket, budget. ARGV: token, answer ms, spacing ms, reset period
 /// ms, longest poll ms. Returns 0 when granted, else the wait in ms
@@ -53,7 +53,7 @@ if h[1] then
   end
   if holder_until + spacing > next_allowed then next_allowed = holder_until + spacing end
   redis.call('HDEL', KEYS[1], 'holder', 'holder_until')
-  redis.call('HSET', KEYS[1], 'next_allowed', next_allowed)
+  redis.call('HSET', KEYS[1], 'next_allowed', next_allowed, 'expired', h[1])
 end
 if now < next_allowed then return next_allowed - now end
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -83,21 +83,26 @@ return 0
 });
 
 /// `token`'s Identify was sent: the bucket's next slot is a spacing after
-/// now (the report's arrival, which is no earlier than the send).
+/// now (the report's arrival, which is no earlier than the send). A report
+/// for a lease that already ran out still pushes the next slot back.
 ///
 /// KEYS: bucket. ARGV: token, spacing ms.
 static SENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local h = redis.call('HMGET', KEYS[1], 'holder', 'next_allowed')
-if h[1] ~= ARGV[1] then return 0 end
+local h = redis.call('HMGET', KEYS[1], 'holder', 'next_allowed', 'expired')
+if h[1] ~= ARGV[1] and h[3] ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local spacing = tonumber(ARGV[2])
 local next_allowed = now + spacing
 local previous = tonumber(h[2]) or 0
 if previous > next_allowed then next_allowed = previous end
-redis.call('HDEL', KEYS[1], 'holder', 'holder_until')
+if h[1] == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'holder', 'holder_until')
+else
+  redis.call('HDEL', KEYS[1], 'expired')
+end
 redis.call('HSET', KEYS[1], 'next_allowed', next_allowed)
 redis.call('PEXPIRE', KEYS[1], next_allowed - now + 60000)
 return 1

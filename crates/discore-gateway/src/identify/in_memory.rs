@@ -38,7 +38,8 @@ const RESET_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 /// time. The next one goes when the previous Identify was reported sent
 /// and a window plus [`IDENTIFY_MARGIN`] has passed since; at once when the
 /// previous permit came back unused; and a window after the previous
-/// permit's expiry when it was never reported. Shards requesting in id
+/// permit's expiry when it was not reported by then (a report that comes
+/// later still pushes the next slot back). Shards requesting in id
 /// order therefore start bucket by bucket, `max_concurrency` at a time.
 pub struct InMemoryIdentifyQueue {
     max_concurrency: u32,
@@ -77,6 +78,8 @@ struct Bucket {
     holder: Option<Holder>,
     /// The earliest time the next permit of this bucket may go out.
     next_allowed: Option<Instant>,
+    /// The last permit that expired unreported: its report may still come.
+    expired: Option<u64>,
 }
 
 struct Holder {
@@ -135,6 +138,7 @@ impl Shared {
             // Never reported: assume it went out at the last moment.
             let assumed = holder.expires_at + self.spacing;
             line.next_allowed = Some(line.next_allowed.map_or(assumed, |n| n.max(assumed)));
+            line.expired = Some(holder.ticket);
             line.holder = None;
         }
         if let Some(next) = line.next_allowed
@@ -167,8 +171,13 @@ impl Shared {
     fn sent(&self, bucket: usize, ticket: u64, at: Instant) {
         let mut state = self.lock();
         let line = &mut state.buckets[bucket];
-        if line.holder.as_ref().is_some_and(|h| h.ticket == ticket) {
-            line.holder = None;
+        let holds = line.holder.as_ref().is_some_and(|h| h.ticket == ticket);
+        if holds || line.expired == Some(ticket) {
+            if holds {
+                line.holder = None;
+            } else {
+                line.expired = None;
+            }
             let next = at + self.spacing;
             line.next_allowed = Some(line.next_allowed.map_or(next, |n| n.max(next)));
             line.wake_front();
@@ -422,14 +431,22 @@ mod tests {
         let answer = Duration::from_millis(30);
         let queue = InMemoryIdentifyQueue::with_window(1, WINDOW).with_answer_timeout(answer);
         let start = Instant::now();
-        let first = granted(&queue, 0, 2).await;
-        let second = actix_rt::time::timeout(BOUND, queue.acquire(ShardId::new(1, 2)))
+        let first = granted(&queue, 0, 3).await;
+        let second = actix_rt::time::timeout(BOUND, queue.acquire(ShardId::new(1, 3)))
             .await
             .expect("granted after the expiry");
         assert!(start.elapsed() >= answer + WINDOW, "{:?}", start.elapsed());
-        // Reporting late changes nothing.
-        first.sent(Instant::now());
-        second.sent(Instant::now());
+        // The first one's answer came late: the bucket's next slot moves
+        // to a window after it.
+        let late = Instant::now();
+        first.sent(late);
+        drop(second);
+        let _third = granted(&queue, 2, 3).await;
+        assert!(
+            Instant::now() >= late + WINDOW + IDENTIFY_MARGIN,
+            "granted {:?} after a late report",
+            late.elapsed()
+        );
     }
 
     #[actix_rt::test]

@@ -2,37 +2,45 @@
 //! Identify per bucket `shard_id % max_concurrency` per window, and the daily
 //! session budget.
 //!
-//! Discord judges the window by when each Identify *arrives*, so a queue
-//! spaces Identifies by when they were *sent*, not by when it let a shard
-//! go: a shard's connection set-up, a busy process or a slow socket would
-//! otherwise push one Identify late and bring it within a window of the
-//! next. A grant is therefore an [`IdentifyPermit`] that the shard reports
-//! back on: sent (at what time), or unused (its connection closed first),
+//! Discord judges the window by when it *receives* each Identify, so a
+//! queue spaces Identifies by when they were *sent*, not by when it let a
+//! shard go: a shard's connection set-up, a busy process or a slow socket
+//! would otherwise push one Identify late and bring it within a window of
+//! the next. Even the moment of writing is too early: a written frame can
+//! wait in buffers, on the network and in the gateway's own queue before
+//! it is stamped. A shard therefore reports an Identify sent when the
+//! gateway *answers* it (READY, an Invalid Session, or the connection's
+//! end), the latest moment the stamp can have been made.
+//!
+//! A grant is an [`IdentifyPermit`] that the shard reports back on: sent
+//! (at what time), or unused (its connection closed before the write),
 //! which gives the slot back. A permit is good for a bounded time
 //! ([`PERMIT_ANSWER_TIMEOUT`] by default); a queue that hears nothing by
-//! then treats it as sent at its expiry.
+//! then treats it as sent at its expiry, and still honours a later report.
 
 mod in_memory;
 mod permit;
 mod shared;
 
 pub use in_memory::{InMemoryIdentifyQueue, SessionStartLimit};
+pub(crate) use permit::WrittenIdentify;
 pub use permit::{IdentifyPermit, PermitReport};
 pub use shared::default_queue_for;
 
 use discore_protocol::ShardId;
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-/// Added to the window between two Identifies of a bucket, as sent. It
-/// absorbs what lies between the shard's record of a send and Discord's
-/// receipt: the socket write, the loopback or network hop, and the
-/// scheduling of the reading side. `docs/performance.md` ("Cold start")
-/// has the measurement behind it.
+/// Added to the window between the answer to one Identify of a bucket and
+/// the next Identify. The answer already follows Discord's stamp, so the
+/// margin only absorbs clock granularity and the difference between two
+/// hosts' clocks when queue and shard run on different machines.
 pub const IDENTIFY_MARGIN: Duration = Duration::from_millis(2);
 
 /// How long a shard may hold a permit before sending Identify. Past it the
 /// shard does not send (it asks again) and the queue treats the permit as
-/// sent at its expiry, so a lost report costs time, never an overrun.
+/// sent at its expiry, so a lost report costs time, never an overrun; a
+/// report that comes later (a slow answer) still pushes the bucket's next
+/// slot back.
 pub const PERMIT_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A future the identify queue returns.

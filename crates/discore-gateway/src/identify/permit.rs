@@ -6,7 +6,9 @@ use std::{fmt, time::Instant};
 /// What the queue that granted a permit is told about it. Called once,
 /// from whichever thread used or dropped the permit; it must not block.
 pub trait PermitReport: Send + 'static {
-    /// Identify was written to the socket at `at`.
+    /// Identify was sent at `at`: the moment the gateway's answer arrived,
+    /// after which Discord cannot have stamped it. It may come after the
+    /// permit expired.
     fn sent(self: Box<Self>, at: Instant);
     /// The permit was not used (the connection closed first, or the permit
     /// expired): the slot goes back to the queue.
@@ -70,11 +72,18 @@ impl IdentifyPermit {
         now < self.expires_at
     }
 
-    /// Reports that Identify was written at `at`.
+    /// Reports that Identify was sent at `at`: the latest moment the
+    /// gateway can have received it.
     pub fn sent(mut self, at: Instant) {
         if let Some(report) = self.report.take() {
             report.sent(at);
         }
+    }
+
+    /// The Identify went out on a socket; the permit waits for the
+    /// gateway's answer (see [`WrittenIdentify`]).
+    pub(crate) const fn written(self) -> WrittenIdentify {
+        WrittenIdentify { permit: Some(self) }
     }
 }
 
@@ -82,6 +91,38 @@ impl Drop for IdentifyPermit {
     fn drop(&mut self) {
         if let Some(report) = self.report.take() {
             report.unused();
+        }
+    }
+}
+
+/// The permit of an Identify that was written to the socket, until the
+/// gateway answers it.
+///
+/// A written frame can wait in socket buffers, on the network and in the
+/// gateway's own queue before Discord stamps it, and that wait cannot be
+/// seen from here. Its answer (READY, an Invalid Session, or the end of the
+/// connection) can only come after the stamp, so the time the answer
+/// arrives is reported as the send: the next Identify of the bucket then
+/// follows the stamp by at least the window, whatever the wait was.
+/// Dropped unanswered (the connection went away), it reports the drop's
+/// time, which is also after any stamp the gateway can still make.
+pub(crate) struct WrittenIdentify {
+    permit: Option<IdentifyPermit>,
+}
+
+impl WrittenIdentify {
+    /// The gateway answered at `at`.
+    pub(crate) fn answered(mut self, at: Instant) {
+        if let Some(permit) = self.permit.take() {
+            permit.sent(at);
+        }
+    }
+}
+
+impl Drop for WrittenIdentify {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            permit.sent(Instant::now());
         }
     }
 }

@@ -475,6 +475,10 @@ impl Shard {
                     shard = self.id.number(), total = self.id.total(), resumable;
                     "shard {}: invalid session (resumable: {resumable})", self.id
                 );
+                // Discord judged the Identify (if one was sent) before this.
+                if let Some(connection) = &self.connection {
+                    connection.identify_answered(now);
+                }
                 self.machine.on_invalid_session(resumable);
             }
             OpCode::Hello => match envelope.data_as::<Hello>() {
@@ -506,6 +510,11 @@ impl Shard {
         };
         match name {
             "READY" => {
+                // Discord stamped the Identify before it sent this: the
+                // bucket's next Identify is spaced from here.
+                if let Some(connection) = &self.connection {
+                    connection.identify_answered(Instant::now());
+                }
                 let ready = envelope.data_as::<ReadySession>();
                 let Ok(ready) = ready else {
                     self.protocol_error("READY without a session id", true, ctx);

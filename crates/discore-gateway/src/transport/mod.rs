@@ -99,15 +99,23 @@ impl Connection {
         let _ = self.writer.send(Message::Text(text.into()));
     }
 
-    /// Queues Identify. The writer reports the permit sent once the frame
-    /// is written, or drops it unused (the slot returns to the queue) if
-    /// the connection ends first. A permit expired by then is not used:
+    /// Queues Identify. Once the frame is written its permit waits for the
+    /// gateway's answer ([`Connection::identify_answered`]) and is reported
+    /// sent at that time, or when the connection ends unanswered; if the
+    /// connection ends before the write, the permit is dropped unused (the
+    /// slot returns to the queue). A permit expired by then is not used:
     /// the writer closes the connection instead, and the shard reconnects
     /// and asks again.
     pub(crate) fn send_identify(&self, text: String, permit: IdentifyPermit) {
         let _ = self
             .writer
             .send_identify(Message::Text(text.into()), permit);
+    }
+
+    /// The gateway answered this connection's Identify (READY or an
+    /// Invalid Session) at `at`: its permit is reported sent then.
+    pub(crate) fn identify_answered(&self, at: std::time::Instant) {
+        self.writer.identify_answered(at);
     }
 
     /// Answers a ping.

@@ -5,7 +5,7 @@
 //! for its whole life to send one heartbeat every ~41 s. This queue holds
 //! memory only while messages wait: its room is let go once it is drained.
 
-use crate::identify::IdentifyPermit;
+use crate::identify::{IdentifyPermit, WrittenIdentify};
 use actix_http::ws::Message;
 use futures_util::task::AtomicWaker;
 use std::{
@@ -13,6 +13,7 @@ use std::{
     future::poll_fn,
     sync::{Arc, Mutex, PoisonError},
     task::Poll,
+    time::Instant,
 };
 
 struct Shared {
@@ -34,6 +35,9 @@ struct State {
     sender_gone: bool,
     /// The writer is gone: nothing sent is ever written.
     receiver_gone: bool,
+    /// The Identify written on this connection, until the gateway answers.
+    /// Dropped with the connection, it reports the send at that moment.
+    written_identify: Option<WrittenIdentify>,
 }
 
 impl Shared {
@@ -71,6 +75,16 @@ impl OutboxSender {
             message,
             permit: Some(permit),
         })
+    }
+
+    /// The gateway answered this connection's Identify at `at`: its
+    /// permit is reported sent then. Nothing happens when no Identify was
+    /// written (the permit is then reported when the connection ends).
+    pub(super) fn identify_answered(&self, at: Instant) {
+        let written = self.0.state().written_identify.take();
+        if let Some(written) = written {
+            written.answered(at);
+        }
     }
 
     fn push(&self, outgoing: Outgoing) -> bool {
@@ -125,6 +139,17 @@ impl OutboxReceiver {
     }
 }
 
+impl OutboxReceiver {
+    /// Keeps the permit of the Identify just written until the gateway
+    /// answers (or the connection ends).
+    pub(super) fn identify_written(&self, permit: IdentifyPermit) {
+        let previous = self.0.state().written_identify.replace(permit.written());
+        // A second Identify on one connection: the first one's answer
+        // cannot come later than now.
+        drop(previous);
+    }
+}
+
 impl Drop for OutboxReceiver {
     fn drop(&mut self) {
         let mut state = self.0.state();
@@ -136,8 +161,11 @@ impl Drop for OutboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::outbox;
+    use crate::identify::{IdentifyPermit, PermitReport};
     use actix_http::ws::Message;
+    use discore_protocol::ShardId;
     use futures_util::FutureExt as _;
+    use std::time::{Duration, Instant};
 
     #[actix_rt::test]
     async fn messages_arrive_in_order_then_the_end() {
@@ -167,5 +195,57 @@ mod tests {
         assert!(matches!(first, Some(Message::Ping(_))));
         drop(receiver);
         assert!(!sender.send(Message::Text("late".into())));
+    }
+
+    /// Records what a permit reported.
+    struct Recorder(std::sync::mpsc::Sender<Option<Instant>>);
+
+    impl PermitReport for Recorder {
+        fn sent(self: Box<Self>, at: Instant) {
+            let _ = self.0.send(Some(at));
+        }
+        fn unused(self: Box<Self>) {
+            let _ = self.0.send(None);
+        }
+    }
+
+    fn recorded_permit() -> (IdentifyPermit, std::sync::mpsc::Receiver<Option<Instant>>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let permit = IdentifyPermit::new(
+            ShardId::new(0, 1),
+            Instant::now() + Duration::from_secs(60),
+            Box::new(Recorder(tx)),
+        );
+        (permit, rx)
+    }
+
+    #[test]
+    fn a_written_identify_counts_as_sent_when_answered() {
+        let (sender, receiver) = outbox();
+        let (permit, reports) = recorded_permit();
+        receiver.identify_written(permit);
+        assert!(reports.try_recv().is_err(), "nothing before the answer");
+        let answer = Instant::now() + Duration::from_millis(250);
+        sender.identify_answered(answer);
+        assert_eq!(reports.try_recv().ok(), Some(Some(answer)));
+        // A second answer (READY after an earlier one) reports nothing.
+        sender.identify_answered(Instant::now());
+        assert!(reports.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_unanswered_identify_counts_as_sent_when_the_connection_ends() {
+        let (sender, receiver) = outbox();
+        let (permit, reports) = recorded_permit();
+        receiver.identify_written(permit);
+        let before_end = Instant::now();
+        drop(receiver);
+        assert!(reports.try_recv().is_err(), "the shard still holds it");
+        drop(sender);
+        let reported = reports.try_recv().expect("reported at the end");
+        assert!(
+            matches!(reported, Some(at) if at >= before_end),
+            "{reported:?}"
+        );
     }
 }

@@ -10,8 +10,9 @@ use tokio::io::AsyncWriteExt as _;
 /// Encodes and writes every queued message, in order, until a close frame
 /// is written, a write fails or takes longer than `timeout`, or the sending
 /// side is dropped; then shuts the socket down. An Identify's permit is
-/// reported sent once its frame is written, and a permit that expired
-/// before its turn ends the connection unsent (the shard asks again).
+/// kept, once its frame is written, until the gateway answers it (see
+/// `WrittenIdentify`), and a permit that expired before its turn ends the
+/// connection unsent (the shard asks again).
 pub(super) async fn run<W: AsyncWrite + Unpin>(
     mut io: W,
     mut codec: Codec,
@@ -43,8 +44,8 @@ pub(super) async fn run<W: AsyncWrite + Unpin>(
         .await;
         if let Some(permit) = permit {
             // Once the write began the frame may have reached the gateway,
-            // written in full or not: count it as sent.
-            permit.sent(Instant::now());
+            // written in full or not: count it as sent, when answered.
+            outbox.identify_written(permit);
         }
         if closing || !matches!(written, Ok(Ok(()))) {
             break;

@@ -93,6 +93,7 @@ where
     the_window_counts_from_the_send(&make).await?;
     an_unused_permit_returns_its_slot(&make).await?;
     an_unreported_permit_counts_as_sent_at_its_expiry(&make).await?;
+    a_late_report_still_holds_the_bucket(&make).await?;
     budget_pauses_at_the_reserve_until_the_reset(&make).await?;
     no_budget_means_no_pause(&make).await?;
     abandoned_requests_do_not_break_the_queue(&make).await?;
@@ -332,6 +333,40 @@ where
         return Err(fail(
             CHECK,
             format!("the next permit came {gap:?} after the send, within the window"),
+        ));
+    }
+    Ok(())
+}
+
+/// A permit whose report comes after its expiry (a slow answer from the
+/// gateway) still holds its bucket for a window after the report.
+async fn a_late_report_still_holds_the_bucket<F>(make: &F) -> Result<(), ConformanceError>
+where
+    F: Fn(QueueSpec) -> Arc<dyn IdentifyQueue>,
+{
+    const CHECK: &str = "a late report still holds the bucket";
+    let answer = WINDOW / 2;
+    let queue = make(QueueSpec {
+        max_concurrency: 1,
+        window: WINDOW,
+        session_start_limit: None,
+        answer_timeout: answer,
+    });
+    let first = bounded(CHECK, queue.acquire(ShardId::new(0, 3))).await?;
+    // The lease runs out and a window passes: the line moves on.
+    let second = bounded(CHECK, queue.acquire(ShardId::new(1, 3))).await?;
+    let late = Instant::now();
+    first.sent(late);
+    // A distributed queue hears of reports asynchronously: give it time.
+    actix_rt::time::sleep(WINDOW / 4).await;
+    drop(second);
+    let third = bounded(CHECK, queue.acquire(ShardId::new(2, 3))).await?;
+    let gap = late.elapsed();
+    third.sent(Instant::now());
+    if gap < WINDOW {
+        return Err(fail(
+            CHECK,
+            format!("the next permit came {gap:?} after a late report, within the window"),
         ));
     }
     Ok(())
