@@ -73,7 +73,7 @@ pub async fn start_with(guilds: u64, admin: AdminConfig, heartbeat: Duration) ->
     mock.start_traffic(TrafficConfig::per_shard(20.0));
     let intents = Intents::GUILDS | Intents::GUILD_MESSAGES | Intents::GUILD_MESSAGE_REACTIONS;
     let queue = MeteredIdentifyQueue::in_memory(
-        InMemoryIdentifyQueue::with_window(1, Duration::from_millis(60)).with_session_start_limit(
+        InMemoryIdentifyQueue::with_window(1, Duration::from_millis(40)).with_session_start_limit(
             SessionStartLimit {
                 remaining: BUDGET,
                 reset_after: Duration::from_secs(24 * 3600),

@@ -23,15 +23,19 @@ pub const CHILD_TEST: &str = "emulator_process";
 /// The line the child prints once it listens.
 const ADDR_PREFIX: &str = "chaos-emulator-addr ";
 
+/// The identify window of the emulator and of the fleet alike.
+pub const IDENTIFY_WINDOW: Duration = Duration::from_millis(20);
+
 /// The emulator the soak runs against. Its clock and limits are scaled
-/// down: 100 ms heartbeats, a 20 ms identify window, 120 sends per 6 s.
+/// down: 100 ms heartbeats, a 20 ms identify window
+/// ([`IDENTIFY_WINDOW`]), 120 sends per 6 s.
 pub fn config(token: &str, guilds: u64) -> MockConfig {
     MockConfig::new()
         .token(token)
         .guilds(guilds)
         .max_guilds_per_shard(3)
         .heartbeat_interval(Duration::from_millis(100))
-        .identify_window(Duration::from_millis(20))
+        .identify_window(IDENTIFY_WINDOW)
         .send_limit(120, Duration::from_secs(6))
         .session_keep_alive(Duration::from_secs(60))
         // At this fault rate a shard starts a new session about every

@@ -324,7 +324,7 @@ async fn chaos_soak() {
         .discovery(DiscoveryConfig::at(mock.rest_url()))
         .shard_count(ShardCount::Fixed(SHARDS))
         .identify(IdentifyConfig::in_memory(IdentifyLimits {
-            window: Duration::from_millis(35),
+            window: emulator::IDENTIFY_WINDOW,
             ..IdentifyLimits::default()
         }))
         .shard_config(shard_config)

@@ -45,10 +45,10 @@ pub fn shard_config(mock: &MockServer) -> ShardConfig {
         .invalid_session_delay(Duration::from_millis(10)..=Duration::from_millis(50))
         .handshake_timeout(Duration::from_secs(5))
         .connect_timeout(Duration::from_secs(5))
-        // A little above the emulator's window: arrival times jitter.
+        // The emulator's window.
         .identify_queue(Arc::new(InMemoryIdentifyQueue::with_window(
             1,
-            IDENTIFY_WINDOW + Duration::from_millis(25),
+            IDENTIFY_WINDOW,
         )))
         // A little above the emulator's window: frames arrive with jitter.
         .send_rate_limit(120, SEND_WINDOW + Duration::from_millis(300))

@@ -66,7 +66,10 @@ fn gateway(name: &str, services: &Services, namespace: &str, mock: &MockServer) 
             ("lease-ttl-ms", LEASE_TTL.as_millis().to_string()),
             ("checkpoint-ms", "100".to_owned()),
             ("status-ms", "250".to_owned()),
-            ("identify-window-ms", "250".to_owned()),
+            (
+                "identify-window-ms",
+                common::IDENTIFY_WINDOW.as_millis().to_string(),
+            ),
             ("max-concurrency", "4".to_owned()),
             ("arbiters", "1".to_owned()),
         ],

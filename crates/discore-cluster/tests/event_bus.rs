@@ -35,7 +35,10 @@ fn gateway(
             ("lease-ttl-ms", "1000".to_owned()),
             ("checkpoint-ms", "50".to_owned()),
             ("status-ms", "100".to_owned()),
-            ("identify-window-ms", "250".to_owned()),
+            (
+                "identify-window-ms",
+                common::IDENTIFY_WINDOW.as_millis().to_string(),
+            ),
             ("max-concurrency", "4".to_owned()),
         ],
     )

@@ -112,7 +112,7 @@ async fn thirty_two_shards_respect_the_identify_buckets() {
     let (bot, _log) = collector();
     let manager = ShardManager::launch(
         manager_config(&mock)
-            .identify(common::identify_window(Duration::from_millis(300)))
+            .identify(common::identify_window(Duration::from_millis(150)))
             .supervision(SupervisionConfig {
                 status_interval: Duration::from_millis(50),
                 ..common::supervision()

@@ -31,7 +31,10 @@ pub fn gateway_with(
         ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
         ("checkpoint-ms", "50".to_owned()),
         ("status-ms", "100".to_owned()),
-        ("identify-window-ms", "250".to_owned()),
+        (
+            "identify-window-ms",
+            super::IDENTIFY_WINDOW.as_millis().to_string(),
+        ),
         ("max-concurrency", "4".to_owned()),
         ("arbiters", "1".to_owned()),
     ]);

@@ -82,15 +82,18 @@ pub fn report(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The emulator, scaled: heartbeats every second, identify window 50 ms
-/// (the cluster's queue uses 250 ms: a margin for a busy machine).
+/// The identify window of the emulator and of the cluster's queue alike.
+pub const IDENTIFY_WINDOW: Duration = Duration::from_millis(50);
+
+/// The emulator, scaled: heartbeats every second, identify window
+/// [`IDENTIFY_WINDOW`].
 pub async fn mock(guilds: u64, max_concurrency: u32) -> MockServer {
     MockServer::start(
         MockConfig::new()
             .guilds(guilds)
             .max_concurrency(max_concurrency)
             .heartbeat_interval(Duration::from_millis(1000))
-            .identify_window(Duration::from_millis(50))
+            .identify_window(IDENTIFY_WINDOW)
             .send_limit(120, Duration::from_secs(6))
             .rest_rate_limit(None),
     )

@@ -31,15 +31,17 @@ pub fn init_logging() {
 /// heartbeats take the same share of it as on Discord.
 pub const SEND_WINDOW: Duration = Duration::from_secs(6);
 
+/// The identify window of the emulator and of the manager alike.
+pub const IDENTIFY_WINDOW: Duration = Duration::from_millis(40);
+
 /// An emulator with scaled intervals: heartbeat 500 ms (with a generous
-/// grace: a busy machine delays timers), identify window 40 ms (the
-/// manager's is 150 ms: frames sent on time may still arrive late), send
-/// limit 120 per 6 s.
+/// grace: a busy machine delays timers), identify window
+/// [`IDENTIFY_WINDOW`] (the manager's too), send limit 120 per 6 s.
 pub fn mock_config() -> MockConfig {
     MockConfig::new()
         .heartbeat_interval(Duration::from_millis(500))
         .heartbeat_grace(Duration::from_secs(2))
-        .identify_window(Duration::from_millis(40))
+        .identify_window(IDENTIFY_WINDOW)
         .send_limit(120, SEND_WINDOW)
         .rest_rate_limit(None)
 }
@@ -68,7 +70,7 @@ pub fn shard_config() -> ShardConfig {
 pub fn manager_config(mock: &MockServer) -> ManagerConfig {
     ManagerConfig::new(Token::new("mock-token").expect("valid token"), INTENTS)
         .discovery(DiscoveryConfig::at(mock.rest_url()))
-        .identify(identify_window(Duration::from_millis(150)))
+        .identify(identify_window(IDENTIFY_WINDOW))
         .shard_config(shard_config())
         .placement(Placement::Arbiters(2))
         .supervision(supervision())
