@@ -89,8 +89,9 @@ pub use discore_manager::session_store;
 /// [`identify::conformance::run`].
 pub mod identify {
     pub use discore_gateway::{
-        IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue, InMemoryIdentifyQueue,
-        PERMIT_ANSWER_TIMEOUT, PermitReport, SessionStartLimit, default_queue_for,
+        ConnectTurn, ConnectTurnFuture, IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit,
+        IdentifyQueue, InMemoryIdentifyQueue, PERMIT_ANSWER_TIMEOUT, PermitReport,
+        SessionStartLimit, default_queue_for,
     };
     pub use discore_manager::identify::conformance;
 }

@@ -1,6 +1,7 @@
 //! Standalone shards of one bot started the way `docs/shards.md` shows, in
 //! a loop, share the process's identify queue for the bot: the emulator
-//! sees no identify within a bucket's window.
+//! sees no identify within a bucket's window, and only the shards next in
+//! their bucket's line hold a connection while they wait.
 
 use crate::harness::PATIENCE;
 use discore::{
@@ -86,6 +87,13 @@ async fn the_seed_loop_of_standalone_shards_never_overruns_a_bucket() {
         seen.identifies
             .iter()
             .all(|i| i.outcome == IdentifyOutcome::Accepted)
+    );
+    // The shared queue lets two shards per bucket connect ahead of their
+    // slot, not the whole loop.
+    let idle = seen.peak_idle_connections();
+    assert!(
+        idle <= 2 * MAX_CONCURRENCY as usize,
+        "{idle} connections waited for their identify slot at once"
     );
     for addr in addrs {
         let _ = actix_rt::time::timeout(PATIENCE, addr.send(Shutdown(StopMode::End))).await;

@@ -2,7 +2,7 @@
 //! [`IdentifyQueue`] and records how long shards wait for a slot.
 
 use crate::snapshot::IdentifySnapshot;
-use discore_gateway::{IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue};
+use discore_gateway::{ConnectTurnFuture, IdentifyFuture, IdentifyQueue, InMemoryIdentifyQueue};
 use discore_protocol::ShardId;
 use std::{
     fmt,
@@ -159,6 +159,10 @@ impl IdentifyQueue for MeteredIdentifyQueue {
             meter.record(waited);
             permit
         })
+    }
+
+    fn connect_turn(&self, shard: ShardId) -> ConnectTurnFuture {
+        self.inner.connect_turn(shard)
     }
 }
 

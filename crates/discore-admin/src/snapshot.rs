@@ -231,6 +231,8 @@ impl ShardSnapshot {
             (ShardRunState::Running, Some(status)) => Self::from_status(status),
             (ShardRunState::Running, None) => Self::bare(number, total, TileState::Unknown),
             (ShardRunState::Restarting, _) => Self::bare(number, total, TileState::Restarting),
+            // Not connected yet; the launch starts it in its turn.
+            (ShardRunState::Waiting, _) => Self::bare(number, total, TileState::Disconnected),
             (ShardRunState::Failed(failure), _) => Self {
                 failure: Some(failure.to_string()),
                 ..Self::bare(number, total, TileState::Failed)

@@ -78,6 +78,7 @@ impl ClusterShardReport {
     ) -> Self {
         let status = report.and_then(|r| r.status.as_ref());
         let run_state = match report.map(|r| r.state) {
+            Some(ShardRunState::Waiting) => "waiting".to_owned(),
             Some(ShardRunState::Running) => "running".to_owned(),
             Some(ShardRunState::Restarting) => "restarting".to_owned(),
             Some(ShardRunState::Failed(failure)) => format!("failed: {failure:?}"),

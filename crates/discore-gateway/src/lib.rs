@@ -67,8 +67,9 @@ pub use discore_protocol::{Intents, Session, ShardFailureReason, ShardId, Token}
 pub use error::ShardStartError;
 pub use event::{Dispatch, EventFilter, GatewayEvent, RawDispatch, RawReason, ShardLifecycle};
 pub use identify::{
-    IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue, InMemoryIdentifyQueue,
-    PERMIT_ANSWER_TIMEOUT, PermitReport, SessionStartLimit, default_queue_for,
+    ConnectTurn, ConnectTurnFuture, IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue,
+    InMemoryIdentifyQueue, PERMIT_ANSWER_TIMEOUT, PermitReport, SessionStartLimit,
+    default_queue_for,
 };
 pub use inflate::Compression;
 pub use machine::{Latency, Lifecycle, ShardState, StopMode};

@@ -127,6 +127,15 @@ pub struct IdentifyConfig {
     /// shard of the same launch that has not, before going ahead of it
     /// (shards ask the queue in id order). Default 5 s.
     pub order_timeout: Duration,
+    /// How many shards per bucket a launch connects ahead of the one
+    /// identifying. A launch keeps at most `max_concurrency × (1 +
+    /// connect_ahead)` of its identifying shards connected and not yet
+    /// READY, and starts the next one, in id order, as one becomes READY;
+    /// shards that resume a saved session start at once. Default 1: a
+    /// shard connects while the one before it in its bucket identifies,
+    /// about a window before its slot. `u32::MAX` opens every connection
+    /// at the start.
+    pub connect_ahead: u32,
 }
 
 impl Default for IdentifyConfig {
@@ -142,6 +151,7 @@ impl IdentifyConfig {
         Self {
             queue: IdentifyQueueChoice::InMemory(limits),
             order_timeout: Duration::from_secs(5),
+            connect_ahead: 1,
         }
     }
 
@@ -151,6 +161,7 @@ impl IdentifyConfig {
         Self {
             queue: IdentifyQueueChoice::Given(queue),
             order_timeout: Duration::from_secs(5),
+            connect_ahead: 1,
         }
     }
 }

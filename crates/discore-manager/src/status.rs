@@ -9,6 +9,9 @@ use std::ops::Range;
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum ShardRunState {
+    /// The fleet's launch has not started it yet: it waits for its turn
+    /// to connect (`IdentifyConfig::connect_ahead`).
+    Waiting,
     /// Its actor runs (see its [`ShardStatus`] for the connection).
     Running,
     /// It crashed and waits for its restart.

@@ -194,6 +194,12 @@ async fn cold_start(shards: u32, window: Duration, ready_within: Duration) {
         shards as usize,
         "exactly one identify per shard"
     );
+    // The launch connects two shards per bucket ahead, not the whole fleet.
+    let idle = seen.peak_idle_connections();
+    assert!(
+        idle <= 2 * MAX_CONCURRENCY as usize,
+        "{idle} connections waited for their identify slot at once"
+    );
     assert_eq!(per_shard.len(), shards as usize);
     assert!(per_shard.values().all(|n| *n == 1), "{per_shard:?}");
     log::info!(

@@ -464,6 +464,49 @@ impl Observed {
             .count()
     }
 
+    /// The most connections that were open at one moment without having
+    /// sent an Identify or a Resume yet: how many connections a fleet held
+    /// idle while it waited for identify slots. A connection counts from
+    /// when it opened until its first Identify or Resume, or its end.
+    pub fn peak_idle_connections(&self) -> usize {
+        let mut first_hello_answer: std::collections::HashMap<ConnectionId, Duration> =
+            std::collections::HashMap::new();
+        let answers = self
+            .identifies
+            .iter()
+            .map(|i| (i.connection, i.at))
+            .chain(self.resumes.iter().map(|r| (r.connection, r.at)));
+        for (connection, at) in answers {
+            first_hello_answer
+                .entry(connection)
+                .and_modify(|first| *first = (*first).min(at))
+                .or_insert(at);
+        }
+        // (time, change): an end sorts before an opening at the same time.
+        let mut changes: Vec<(Duration, i64)> = Vec::with_capacity(self.connections.len() * 2);
+        for connection in &self.connections {
+            changes.push((connection.opened_at, 1));
+            let end = [
+                first_hello_answer.get(&connection.id).copied(),
+                connection.closed_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if let Some(end) = end {
+                changes.push((end, -1));
+            }
+        }
+        changes.sort_unstable();
+        let mut open: i64 = 0;
+        let mut peak: i64 = 0;
+        for (_, change) in changes {
+            open += change;
+            peak = peak.max(open);
+        }
+        usize::try_from(peak).unwrap_or(0)
+    }
+
     /// Sessions of shard id `shard` attached to an open connection.
     pub fn active_sessions(&self, shard: u32) -> usize {
         self.sessions

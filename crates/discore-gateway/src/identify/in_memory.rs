@@ -2,8 +2,8 @@
 //! bucket at a time, Identifies spaced by when they were sent.
 
 use super::{
-    IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue, PERMIT_ANSWER_TIMEOUT,
-    PermitReport,
+    ConnectTurn, ConnectTurnFuture, IDENTIFY_MARGIN, IdentifyFuture, IdentifyPermit, IdentifyQueue,
+    PERMIT_ANSWER_TIMEOUT, PermitReport,
 };
 use discore_protocol::{ShardId, limits::IDENTIFY_WINDOW};
 use futures_util::future::{Either, select};
@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// The daily session start budget, from `GET /gateway/bot`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -41,11 +41,32 @@ const RESET_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 /// permit's expiry when it was not reported by then (a report that comes
 /// later still pushes the next slot back). Shards requesting in id
 /// order therefore start bucket by bucket, `max_concurrency` at a time.
+///
+/// Connect turns ([`IdentifyQueue::connect_turn`]) are counted per bucket
+/// and handed out in request order: at most `1 + connect_ahead` shards of
+/// a bucket hold a connection that waits for (or has just sent) its
+/// Identify; by default 2, the one identifying and the next one.
 pub struct InMemoryIdentifyQueue {
     max_concurrency: u32,
     window: Duration,
     answer_timeout: Duration,
     shared: Arc<Shared>,
+    /// Per bucket, the connect turns; `None` when nothing is spaced.
+    turns: Option<Arc<[Arc<Semaphore>]>>,
+}
+
+/// Shards of a bucket that may connect ahead of the one identifying, by
+/// default.
+const CONNECT_AHEAD: u32 = 1;
+
+fn turn_gates(buckets: u32, connect_ahead: u32) -> Arc<[Arc<Semaphore>]> {
+    let per_bucket = usize::try_from(connect_ahead)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .min(Semaphore::MAX_PERMITS);
+    (0..buckets)
+        .map(|_| Arc::new(Semaphore::new(per_bucket)))
+        .collect()
 }
 
 impl fmt::Debug for InMemoryIdentifyQueue {
@@ -54,6 +75,14 @@ impl fmt::Debug for InMemoryIdentifyQueue {
             .field("max_concurrency", &self.max_concurrency)
             .field("window", &self.window)
             .field("answer_timeout", &self.answer_timeout)
+            .field(
+                "connect_turns_per_bucket",
+                &self
+                    .turns
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map(|gate| gate.available_permits()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -262,6 +291,7 @@ impl InMemoryIdentifyQueue {
             max_concurrency: buckets,
             window,
             answer_timeout: PERMIT_ANSWER_TIMEOUT,
+            turns: (!window.is_zero()).then(|| turn_gates(buckets, CONNECT_AHEAD)),
             shared: Arc::new(Shared {
                 spacing,
                 state: Mutex::new(State {
@@ -277,6 +307,17 @@ impl InMemoryIdentifyQueue {
     #[must_use]
     pub fn with_answer_timeout(mut self, timeout: Duration) -> Self {
         self.answer_timeout = timeout;
+        self
+    }
+
+    /// How many shards per bucket may connect ahead of the one identifying
+    /// (default 1). `u32::MAX` lets every shard connect at once.
+    #[must_use]
+    pub fn with_connect_ahead(mut self, connect_ahead: u32) -> Self {
+        if self.turns.is_some() {
+            self.turns = (connect_ahead != u32::MAX)
+                .then(|| turn_gates(self.max_concurrency, connect_ahead));
+        }
         self
     }
 
@@ -366,6 +407,22 @@ impl IdentifyQueue for InMemoryIdentifyQueue {
             unreachable_wait(shard).await
         })
     }
+
+    fn connect_turn(&self, shard: ShardId) -> ConnectTurnFuture {
+        let bucket = (shard.number() % self.max_concurrency) as usize;
+        let Some(gate) = self.turns.as_ref().and_then(|t| t.get(bucket)).cloned() else {
+            return Box::pin(std::future::ready(ConnectTurn::unlimited()));
+        };
+        Box::pin(async move {
+            // Fair: turns go out in request order. The gate is never
+            // closed, so the error cannot happen; a turn nothing counts is
+            // the safe answer if it did.
+            match gate.acquire_owned().await {
+                Ok(permit) => ConnectTurn::new(move || drop(permit)),
+                Err(_) => ConnectTurn::unlimited(),
+            }
+        })
+    }
 }
 
 /// After `u64::MAX` rounds (never, in practice) the request stops asking.
@@ -379,6 +436,7 @@ mod tests {
     use super::{IDENTIFY_MARGIN, InMemoryIdentifyQueue, SessionStartLimit};
     use crate::identify::IdentifyQueue as _;
     use discore_protocol::ShardId;
+    use futures_util::FutureExt as _;
     use std::time::{Duration, Instant};
 
     const WINDOW: Duration = Duration::from_millis(40);
@@ -485,5 +543,42 @@ mod tests {
         assert_eq!(queue.remaining(), Some(1));
         let third = actix_rt::time::timeout(WINDOW * 3, queue.acquire(ShardId::new(2, 4))).await;
         assert!(third.is_err(), "the reserve is not spent before the reset");
+    }
+
+    #[actix_rt::test]
+    async fn connect_turns_go_two_per_bucket_in_request_order() {
+        let queue = InMemoryIdentifyQueue::with_window(2, WINDOW);
+        let turn = |n: u32| queue.connect_turn(ShardId::new(n, 8));
+        // Bucket 0: shards 0 and 2 connect, 4 and 6 wait in that order.
+        let first = turn(0).await;
+        let second = turn(2).await;
+        let mut fourth = turn(4);
+        let mut sixth = turn(6);
+        assert!((&mut fourth).now_or_never().is_none());
+        assert!((&mut sixth).now_or_never().is_none());
+        // Bucket 1 is counted on its own.
+        let _other = actix_rt::time::timeout(BOUND, turn(1))
+            .await
+            .expect("bucket 1 free");
+        drop(first);
+        let _fourth = actix_rt::time::timeout(BOUND, fourth)
+            .await
+            .expect("4 goes next");
+        assert!((&mut sixth).now_or_never().is_none(), "6 still waits");
+        drop(second);
+        let _sixth = actix_rt::time::timeout(BOUND, sixth).await.expect("then 6");
+    }
+
+    #[actix_rt::test]
+    async fn a_queue_that_spaces_nothing_or_is_told_so_counts_no_turns() {
+        let unspaced = InMemoryIdentifyQueue::with_window(1, Duration::ZERO);
+        let all = InMemoryIdentifyQueue::with_window(1, WINDOW).with_connect_ahead(u32::MAX);
+        for queue in [unspaced, all] {
+            let mut held = Vec::new();
+            for n in 0..64 {
+                let turn = actix_rt::time::timeout(BOUND, queue.connect_turn(ShardId::new(n, 64)));
+                held.push(turn.await.expect("never waits"));
+            }
+        }
     }
 }

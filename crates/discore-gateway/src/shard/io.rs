@@ -143,6 +143,18 @@ impl Shard {
     }
 
     fn open_connection(&mut self, target: ConnectTarget, ctx: &mut Context<Self>) {
+        // A connection that will identify waits for its turn in the queue,
+        // so that a fleet start does not hold every connection open at once.
+        if self.connect_turn.is_none() && self.machine.session().is_none() {
+            let turn = self.queue.connect_turn(self.id);
+            let task = ctx.spawn(turn.into_actor(self).map(move |turn, shard, ctx| {
+                shard.connect_task = None;
+                shard.connect_turn = Some(turn);
+                shard.open_connection(target, ctx);
+            }));
+            self.connect_task = Some(task);
+            return;
+        }
         let resume_url = match target {
             ConnectTarget::ResumeUrl => self.machine.session().and_then(|s| s.resume_url.clone()),
             ConnectTarget::DiscoveryUrl => None,
@@ -269,6 +281,8 @@ impl Shard {
         if let Some(reader) = self.reader.take() {
             ctx.cancel_future(reader);
         }
+        // The connection ended: the next shard of the bucket may connect.
+        self.connect_turn = None;
         // Frames already read from the old connection are ignored.
         self.generation += 1;
         self.inflater = None;
@@ -298,6 +312,16 @@ impl Shard {
             self.limiter.record_control(Instant::now());
             connection.send_text(frame);
         }
+    }
+
+    /// The gateway answered this connection's Identify (if one was sent)
+    /// at `at`: its permit counts as sent then, and the connect turn goes
+    /// to the next shard of the bucket.
+    fn identify_answered(&mut self, at: Instant) {
+        if let Some(connection) = &self.connection {
+            connection.identify_answered(at);
+        }
+        self.connect_turn = None;
     }
 
     fn request_identify(&mut self, ctx: &mut Context<Self>) {
@@ -476,9 +500,7 @@ impl Shard {
                     "shard {}: invalid session (resumable: {resumable})", self.id
                 );
                 // Discord judged the Identify (if one was sent) before this.
-                if let Some(connection) = &self.connection {
-                    connection.identify_answered(now);
-                }
+                self.identify_answered(now);
                 self.machine.on_invalid_session(resumable);
             }
             OpCode::Hello => match envelope.data_as::<Hello>() {
@@ -512,9 +534,7 @@ impl Shard {
             "READY" => {
                 // Discord stamped the Identify before it sent this: the
                 // bucket's next Identify is spaced from here.
-                if let Some(connection) = &self.connection {
-                    connection.identify_answered(Instant::now());
-                }
+                self.identify_answered(Instant::now());
                 let ready = envelope.data_as::<ReadySession>();
                 let Ok(ready) = ready else {
                     self.protocol_error("READY without a session id", true, ctx);

@@ -68,6 +68,9 @@ pub struct Shard {
     /// The armed timer and its deadline.
     timer: Option<(Instant, SpawnHandle)>,
     connect_task: Option<SpawnHandle>,
+    /// Leave from the identify queue to hold a connection that identifies,
+    /// until the gateway answers the Identify or the connection ends.
+    connect_turn: Option<crate::identify::ConnectTurn>,
     identify_task: Option<SpawnHandle>,
     flush_timer: Option<SpawnHandle>,
     subscribers: Vec<Subscriber>,
@@ -182,6 +185,7 @@ impl Shard {
             fragments: None,
             timer: None,
             connect_task: None,
+            connect_turn: None,
             identify_task: None,
             flush_timer: None,
             subscribers: Vec::new(),

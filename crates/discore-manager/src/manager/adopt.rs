@@ -114,7 +114,7 @@ impl Handler<AdoptShard> for ShardManager {
                     })));
                 }
                 // A shard that failed, or stopped, starts afresh.
-                SlotState::Failed(_) | SlotState::Stopped => {}
+                SlotState::Waiting | SlotState::Failed(_) | SlotState::Stopped => {}
             }
         }
         // The slot waits in `Restarting` while its session is looked up, so
@@ -188,7 +188,10 @@ impl Handler<ReleaseShard> for ShardManager {
                 // Already on its way out (a second release).
                 return Box::pin(actix::fut::ready(Ok(Released::default())));
             }
-            SlotState::Restarting | SlotState::Failed(_) | SlotState::Stopped => None,
+            SlotState::Waiting
+            | SlotState::Restarting
+            | SlotState::Failed(_)
+            | SlotState::Stopped => None,
         };
         let left = slot.session.take();
         if running.is_some() {

@@ -255,6 +255,7 @@ impl Handler<GetFleetStatus> for ShardManager {
                     .map(|(number, slot)| ShardReport {
                         shard: slot.id,
                         state: match &slot.state {
+                            SlotState::Waiting => ShardRunState::Waiting,
                             SlotState::Running(_) => ShardRunState::Running,
                             SlotState::Restarting => ShardRunState::Restarting,
                             SlotState::Failed(failure) => ShardRunState::Failed(*failure),
@@ -369,6 +370,7 @@ impl Handler<ShutdownFleet> for ShardManager {
                     }
                     slot.state = SlotState::Stopped;
                 }
+                SlotState::Waiting => slot.state = SlotState::Stopped,
                 _ => {}
             }
             self.queue.forget(slot.id);

@@ -4,9 +4,11 @@
 //! `supervise.rs` reacts to shard lifecycles and exits (restarts, fatal
 //! codes); `progress.rs` collects statuses for readiness; `reshard.rs`
 //! re-shards; `messages.rs` is what users can ask of the manager;
-//! `adopt.rs` adds and removes single shards at run time.
+//! `adopt.rs` adds and removes single shards at run time; `launch.rs` starts
+//! a fleet, pacing its connections.
 
 mod adopt;
+mod launch;
 mod messages;
 mod progress;
 mod reshard;
@@ -58,6 +60,8 @@ pub(crate) enum Role {
 
 /// What the manager knows of one shard slot.
 pub(crate) enum SlotState {
+    /// A launch has not started it yet: it waits for its turn to connect.
+    Waiting,
     Running(Addr<Shard>),
     Restarting,
     /// Shutdown was sent; its exit is expected.
@@ -114,6 +118,8 @@ pub(crate) struct Fleet {
     /// Readiness was announced and still holds.
     pub(crate) ready: bool,
     pub(crate) progress: FleetProgress,
+    /// The shards its launch has yet to start.
+    pub(crate) launch: launch::Launch,
 }
 
 impl Fleet {
@@ -126,6 +132,7 @@ impl Fleet {
             slots,
             ready: false,
             progress: FleetProgress::default(),
+            launch: launch::Launch::default(),
         }
     }
 
@@ -182,6 +189,8 @@ pub struct ShardManager {
     pub(crate) gateway_url: String,
     pub(crate) rest: RestClient,
     pub(crate) queue: Arc<OrderedIdentifyQueue>,
+    /// How many shards of a launch may connect before they are READY.
+    pub(crate) connect_limit: usize,
     pub(crate) arbiters: Arbiters,
     pub(crate) subscribers: Vec<Subscriber>,
     pub(crate) lifecycle: Vec<Recipient<ShardLifecycle>>,
@@ -261,12 +270,20 @@ impl ShardManager {
             "starting shards {ids:?} of {total} ({} with a saved session to resume)",
             sessions.len()
         );
-        let inner = match &config.identify.queue {
-            IdentifyQueueChoice::Given(queue) => Arc::clone(queue),
+        let (inner, buckets) = match &config.identify.queue {
+            IdentifyQueueChoice::Given(queue) => (
+                Arc::clone(queue),
+                u32::from(info.session_start_limit.max_concurrency).max(1),
+            ),
             IdentifyQueueChoice::InMemory(limits) => {
-                in_memory_queue(limits, max_concurrency(limits, &info), &info)
+                let buckets = max_concurrency(limits, &info);
+                (in_memory_queue(limits, buckets, &info), buckets)
             }
         };
+        let connect_limit = usize::try_from(
+            u64::from(buckets).saturating_mul(1 + u64::from(config.identify.connect_ahead)),
+        )
+        .unwrap_or(usize::MAX);
         let queue = Arc::new(OrderedIdentifyQueue::new(
             inner,
             config.identify.order_timeout,
@@ -276,6 +293,7 @@ impl ShardManager {
         let manager = Self {
             rest,
             queue,
+            connect_limit,
             arbiters: Arbiters::new(&config.placement),
             gateway_url,
             subscribers: subscribers
@@ -450,26 +468,6 @@ impl ShardManager {
         slot.state = SlotState::Running(shard);
     }
 
-    /// Starts every shard of a fleet, identifies in shard id order.
-    pub(crate) fn launch_fleet(&mut self, role: Role, ctx: &mut Context<Self>) {
-        let Some(fleet) = self.fleet(role) else {
-            return;
-        };
-        let numbers: Vec<u32> = fleet.slots.keys().copied().collect();
-        // Shards that resume do not identify: nobody waits for them.
-        self.queue.launch(
-            fleet
-                .slots
-                .values()
-                .filter(|s| s.session.is_none())
-                .map(|s| s.id),
-        );
-        for number in numbers {
-            self.spawn(role, number, ctx);
-        }
-        self.ensure_polling(ctx);
-    }
-
     /// Stops every shard of a fleet (their exits are expected) and the
     /// fleet's relays with them.
     pub(crate) fn stop_fleet(
@@ -477,6 +475,7 @@ impl ShardManager {
         fleet: &mut Fleet,
         mode: discore_gateway::StopMode,
     ) {
+        fleet.launch = launch::Launch::default();
         for slot in fleet.slots.values_mut() {
             queue.forget(slot.id);
             if let SlotState::Running(addr) = &slot.state {

@@ -52,6 +52,8 @@ impl ShardManager {
                 }
             }
             manager.evaluate(ctx);
+            // Shards that stopped or were released while connecting.
+            manager.launch_more_everywhere(ctx);
             manager.ensure_polling(ctx);
         }));
     }

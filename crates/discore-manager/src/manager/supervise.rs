@@ -55,9 +55,14 @@ impl Handler<ShardLifecycle> for ShardManager {
                         slot.status = None;
                     }
                 }
+                // Its place in the launch goes to the next shard.
+                self.launch_more(role, ctx);
                 self.ensure_polling(ctx);
             }
-            Lifecycle::Failed(reason) => self.shard_failed(role, message.shard, reason, ctx),
+            Lifecycle::Failed(reason) => {
+                self.shard_failed(role, message.shard, reason, ctx);
+                self.launch_more(role, ctx);
+            }
             Lifecycle::Connected
             | Lifecycle::Reconnected { .. }
             | Lifecycle::Disconnected { .. } => {}
@@ -123,6 +128,7 @@ impl Handler<ShardExited> for ShardManager {
                 slot.state = SlotState::Stopped;
             }
         }
+        self.launch_more(role, ctx);
     }
 }
 
