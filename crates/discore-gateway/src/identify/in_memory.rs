@@ -76,12 +76,13 @@ impl fmt::Debug for InMemoryIdentifyQueue {
             .field("window", &self.window)
             .field("answer_timeout", &self.answer_timeout)
             .field(
-                "connect_turns_per_bucket",
-                &self
-                    .turns
-                    .as_ref()
-                    .and_then(|t| t.first())
-                    .map(|gate| gate.available_permits()),
+                "connect_turns_free",
+                &self.turns.as_ref().map(|gates| {
+                    gates
+                        .iter()
+                        .map(|gate| gate.available_permits())
+                        .sum::<usize>()
+                }),
             )
             .finish_non_exhaustive()
     }

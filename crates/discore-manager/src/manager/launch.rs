@@ -91,7 +91,7 @@ impl ShardManager {
             connecting: BTreeSet::new(),
         };
         // Shards that resume do not identify: nobody waits for them.
-        self.queue.launch(identifying.into_iter());
+        self.queue.launch(identifying);
         for number in resuming {
             self.spawn(role, number, ctx);
         }
