@@ -832,7 +832,10 @@ async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
                 violations.0, violations.1
             ));
         }
-        if ratio > TARGET_RATIO {
+        // A smoke run is a debug build over two tiny windows, where fixed
+        // costs are most of the time: it checks the case still runs and
+        // overruns nothing; the time is judged at full size.
+        if ratio > TARGET_RATIO && !settings.smoke {
             failures.push(format!(
                 "{row}: ready after {} ({}), over {} of ideal",
                 stats::millis(elapsed),
@@ -859,7 +862,7 @@ async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
         ]);
     }
     table.note(
-        "The ShardManager asks the emulator's `GET /gateway/bot`, then starts the shards on 2 arbiters under its identify queue (status polled every 2 ms); its row ends at `WaitUntilReady` (every READY, and each shard's one guild). The second row starts N `Shard`s in id order sharing one `InMemoryIdentifyQueue::with_window(M, window)` and ends at the last READY. The emulator (a child process) enforces the same window the client is told, per bucket, timed when it processes each Identify. The queue counts an Identify as sent when the gateway answers it (READY or op 9) and spaces the bucket's next one window + `IDENTIFY_MARGIN` after that; the gap column shows what that leaves as the emulator stamps it. The last bucket's slot opens after ceil(N/M) − 1 windows; \"after the last slot\" is the handshake that follows it. The run fails on any violation or above 105% of ideal.",
+        "The ShardManager asks the emulator's `GET /gateway/bot`, then starts the shards on 2 arbiters under its identify queue (status polled every 2 ms); its row ends at `WaitUntilReady` (every READY, and each shard's one guild). The second row starts N `Shard`s in id order sharing one `InMemoryIdentifyQueue::with_window(M, window)` and ends at the last READY. The emulator (a child process) enforces the same window the client is told, per bucket, timed when it processes each Identify. The queue counts an Identify as sent when the gateway answers it (READY or op 9) and spaces the bucket's next one window + `IDENTIFY_MARGIN` after that; the gap column shows what that leaves as the emulator stamps it. The last bucket's slot opens after ceil(N/M) − 1 windows; \"after the last slot\" is the handshake that follows it. The run fails on any violation or above 105% of ideal (a `--smoke` run only on a violation).",
     );
     if !failures.is_empty() {
         eprintln!("{}", table.markdown());
