@@ -67,6 +67,9 @@ pub enum ClusterError {
     /// The node or event source stopped.
     #[error("the cluster node stopped")]
     Stopped,
+    /// A re-sharding was not started.
+    #[error("re-sharding refused: {0}")]
+    ReshardRefused(String),
 }
 
 impl ClusterError {

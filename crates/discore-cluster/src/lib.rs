@@ -54,6 +54,7 @@ mod lease_holder;
 mod namespace;
 mod node;
 mod redis_conn;
+mod reshard;
 mod session_store;
 mod status;
 
@@ -66,8 +67,8 @@ pub use bus::{
 pub use error::{ClusterError, RemoteCommandError};
 pub use identify::RedisIdentifyQueue;
 pub use node::{
-    ClusterNode, GetNodeStatus, NodeConfig, NodeShutdownReport, NodeStatus, ShardAssignment,
-    ShutdownNode,
+    ClusterNode, GetNodeStatus, IncomingFleet, NodeConfig, NodeShutdownReport, NodeStatus,
+    ReshardCluster, ShardAssignment, ShutdownNode,
 };
 pub use redis_conn::ClusterRedis;
 pub use session_store::RedisSessionStore;

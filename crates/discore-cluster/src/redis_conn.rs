@@ -221,6 +221,18 @@ impl Keys {
         format!("{}members:{pool}", self.prefix)
     }
 
+    /// Which shard total the cluster serves, and the re-sharding under way
+    /// (a hash: `total`, `stage`, `next`, `epoch`).
+    pub(crate) fn generation(&self) -> String {
+        format!("{}generation", self.prefix)
+    }
+
+    /// A key of the re-sharding to `to` shards (`what`: `ready`,
+    /// `heads:<old shard>`, `record:<old shard>`, …).
+    pub(crate) fn reshard(&self, to: u32, what: &str) -> String {
+        format!("{}reshard:{to}:{what}", self.prefix)
+    }
+
     /// The status a node publishes (a hash keyed by shard).
     pub(crate) fn status(&self, node: &str) -> String {
         format!("{}status:{node}", self.prefix)

@@ -136,6 +136,46 @@ impl CommandClient {
         Ok(queued)
     }
 
+    /// Asks the cluster to re-shard to `shards` shards, without downtime
+    /// (one gateway node takes the request; `docs/cluster.md`,
+    /// "Re-sharding"). Answers once the re-sharding started; it runs on.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteCommandError::Refused`] (shard `0` in the error) when the
+    /// cluster refuses (a re-sharding under way, or not more shards),
+    /// [`RemoteCommandError::NoOwner`] when no gateway node runs,
+    /// [`RemoteCommandError::Timeout`].
+    pub async fn reshard(&self, shards: u32) -> Result<(), RemoteCommandError> {
+        let payload = serde_json::to_vec(&crate::node::ReshardRequest { shards })
+            .map_err(|e| RemoteCommandError::Encode(e.to_string()))?;
+        let request = self
+            .bus
+            .client()
+            .request(self.bus.control_subject("reshard"), payload.into());
+        let message = match actix_rt::time::timeout(self.timeout, request).await {
+            Err(_) => return Err(RemoteCommandError::Timeout { shard: 0 }),
+            Ok(Err(error)) => {
+                return Err(match error.kind() {
+                    async_nats::RequestErrorKind::NoResponders => {
+                        RemoteCommandError::NoOwner { shard: 0 }
+                    }
+                    async_nats::RequestErrorKind::TimedOut => {
+                        RemoteCommandError::Timeout { shard: 0 }
+                    }
+                    _ => RemoteCommandError::Transport(error.to_string()),
+                });
+            }
+            Ok(Ok(message)) => message,
+        };
+        let answer: crate::node::ReshardAnswer = serde_json::from_slice(&message.payload)
+            .map_err(|e| RemoteCommandError::Transport(format!("unreadable answer: {e}")))?;
+        match answer.error {
+            None => Ok(()),
+            Some(reason) => Err(RemoteCommandError::Refused { shard: 0, reason }),
+        }
+    }
+
     async fn request(&self, shard: u32, payload: String) -> Result<(), RemoteCommandError> {
         let subject = self.bus.command_subject(shard);
         let request = self.bus.client().request(subject, payload.into());

@@ -10,6 +10,7 @@
 //! | a dispatch | `discore.B.events.<EVENT_NAME>.<shard id>`, payload = the raw JSON `d` |
 //! | its headers | `Discore-Shard` (`id/total`), `Discore-Event`, `Discore-Sequence`, `Discore-Session`, `Nats-Msg-Id` = `<session>:<sequence>` |
 //! | a command for shard `n` | request/reply on `discore.B.commands.<n>` |
+//! | a re-sharding request | request/reply on `discore.B.control.reshard`, `{"shards": N}` |
 //!
 //! `Nats-Msg-Id` makes JetStream drop a re-publish of the same dispatch
 //! (a retry, or the replay a process receives when it resumes a session
@@ -26,6 +27,7 @@ pub use commands::{CommandClient, encode_command};
 pub use publisher::{
     EventPublisher, FlushPublisher, GetPublisherStats, PublishLedger, PublisherStats,
 };
+pub(crate) use publisher::{GateAnswer, GateCall, Gated, Job};
 pub use source::{EventSource, EventSourceConfig, EventSourceStats, GetSourceStats, StopSource};
 
 use crate::error::ClusterError;
@@ -186,6 +188,12 @@ impl EventBus {
     /// The request subject of shard `shard`'s commands.
     pub fn command_subject(&self, shard: u32) -> String {
         format!("discore.{}.commands.{shard}", self.bot)
+    }
+
+    /// The request subject of the cluster's control requests (`what`:
+    /// `reshard`).
+    pub fn control_subject(&self, what: &str) -> String {
+        format!("discore.{}.control.{what}", self.bot)
     }
 
     pub(crate) fn client(&self) -> &async_nats::Client {

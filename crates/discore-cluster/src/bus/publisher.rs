@@ -1,6 +1,10 @@
 //! Publishing a gateway process's dispatches to JetStream.
 
 use super::{EventBus, HEADER_EVENT, HEADER_SEQUENCE, HEADER_SESSION, HEADER_SHARD};
+use crate::reshard::{
+    gate::{Gates, Passage},
+    matching::{Key, Mark, OldGeneration, RecordWire},
+};
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use async_nats::{
     HeaderMap, jetstream::context::PublishAckFuture, jetstream::message::PublishMessage,
@@ -151,6 +155,12 @@ pub struct PublisherStats {
     /// process (the new owner has them replayed), or built by hand without
     /// the data as received.
     pub dropped: u64,
+    /// Dispatches not published during a re-sharding because the other
+    /// generation published them (or, for a new session's READY and
+    /// GUILD_CREATEs, because the user had them already).
+    pub withheld: u64,
+    /// Dispatches of the new generation held until the switch, now.
+    pub held: u64,
 }
 
 #[derive(Debug, Default)]
@@ -160,20 +170,37 @@ struct Counters {
     retries: AtomicU64,
     queued: AtomicU64,
     dropped: AtomicU64,
+    withheld: AtomicU64,
 }
 
 /// One dispatch to publish. Holding the event holds its delivery credit, so
-/// a shard whose events NATS does not take fast enough pauses reading.
-struct Job {
-    shard: ShardId,
-    sequence: u64,
+/// a shard whose events NATS does not take fast enough pauses reading
+/// (events held for a re-sharding's switch give theirs back: the shard
+/// must keep reading meanwhile).
+pub(crate) struct Job {
+    pub(crate) shard: ShardId,
+    pub(crate) sequence: u64,
+    pub(crate) name: String,
     subject: String,
     headers: HeaderMap,
-    payload: Bytes,
-    _event: GatewayEvent,
+    pub(crate) payload: Bytes,
+    event: Option<GatewayEvent>,
     attempts: u32,
 }
 
+impl Job {
+    /// Lets the event (and its delivery credit) go, keeping what is
+    /// published.
+    pub(crate) fn detach(mut self) -> Self {
+        self.event = None;
+        self
+    }
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a publish is the common case: boxing it would cost an allocation per event"
+)]
 enum Input {
     Publish(Job),
     Flush(oneshot::Sender<()>),
@@ -198,6 +225,8 @@ pub struct EventPublisher {
     ledger: Arc<PublishLedger>,
     inputs: Option<mpsc::UnboundedSender<Input>>,
     counters: Arc<Counters>,
+    /// What a re-sharding does to each shard's events.
+    gates: Gates,
 }
 
 impl EventPublisher {
@@ -209,6 +238,34 @@ impl EventPublisher {
             ledger,
             inputs: None,
             counters: Arc::default(),
+            gates: Gates::default(),
+        }
+    }
+
+    /// Queues a job for publishing.
+    fn send(&self, job: Job) {
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if let Some(inputs) = &self.inputs
+            && inputs.send(Input::Publish(job)).is_err()
+        {
+            log::error!("event publisher task is gone; a dispatch was not published");
+        }
+    }
+
+    /// A job not published because of the re-sharding: its checkpoint may
+    /// move past it.
+    fn withhold(&self, job: &Job) {
+        self.counters.withheld.fetch_add(1, Ordering::Relaxed);
+        self.ledger.acknowledged(job.shard, job.sequence);
+    }
+
+    /// Applies what the gates decided.
+    pub(crate) fn pass(&self, passage: Passage) {
+        for job in passage.publish {
+            self.send(job);
+        }
+        for job in &passage.withhold {
+            self.withhold(job);
         }
     }
 
@@ -260,9 +317,10 @@ impl EventPublisher {
             shard,
             sequence: event.sequence,
             subject: self.bus.event_subject(&name, shard.number()),
+            name,
             headers,
             payload,
-            _event: event,
+            event: Some(event),
             attempts: 0,
         })
     }
@@ -316,18 +374,100 @@ pub struct FlushPublisher;
 impl Handler<GatewayEvent> for EventPublisher {
     type Result = ();
 
-    /// Queues the dispatch for publishing.
+    /// Queues the dispatch for publishing (through the re-sharding's gate
+    /// of its shard, if there is one).
     fn handle(&mut self, event: GatewayEvent, _: &mut Context<Self>) {
+        self.gates.track_guilds(&event);
+        if self.gates.is_retired(event.shard) {
+            // The old generation after a re-sharding's switch: the new one
+            // publishes its guilds.
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Some(job) = self.job(event) else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        if let Some(inputs) = &self.inputs
-            && inputs.send(Input::Publish(job)).is_err()
-        {
-            log::error!("event publisher task is gone; a dispatch was not published");
+        match self.gates.admit(job) {
+            Ok(job) => self.send(job),
+            Err(passage) => self.pass(passage),
         }
+    }
+}
+
+/// What a node asks of its publisher's re-sharding gates
+/// (`crate::reshard::gate`).
+#[derive(Debug)]
+pub(crate) enum GateCall {
+    /// A re-sharding from `from` to `to` shards began.
+    Begin { from: u32, to: u32 },
+    /// A new shard's heads.
+    Heads(ShardId),
+    /// An old shard drains up to these heads.
+    Drain(ShardId, Vec<(Key, Mark)>),
+    /// An old shard's record once drained (`true`: now).
+    TakeRecord(ShardId, bool),
+    /// A new shard switches.
+    Release(ShardId, Arc<OldGeneration>),
+    /// The re-sharding from this total is over.
+    End(u32),
+    /// The re-sharding was given up.
+    Abandon,
+    /// A shard runs here again after it was lost.
+    Forget(ShardId),
+}
+
+/// The answer to a [`GateCall`].
+#[derive(Debug)]
+pub(crate) enum GateAnswer {
+    Done,
+    Heads(Vec<(Key, Mark)>),
+    Record(Option<RecordWire>),
+}
+
+/// A [`GateCall`] for the publisher.
+#[derive(Debug, Message)]
+#[rtype(result = "GateAnswer")]
+pub(crate) struct Gated(pub(crate) GateCall);
+
+impl Handler<Gated> for EventPublisher {
+    type Result = actix::MessageResult<Gated>;
+
+    /// Applies the call to the gates, in order with the events.
+    fn handle(&mut self, Gated(call): Gated, _: &mut Context<Self>) -> Self::Result {
+        let answer = match call {
+            GateCall::Begin { from, to } => {
+                self.gates.begin(from, to);
+                GateAnswer::Done
+            }
+            GateCall::Heads(shard) => GateAnswer::Heads(self.gates.heads(shard)),
+            GateCall::Drain(shard, heads) => {
+                self.gates.drain(shard, heads);
+                GateAnswer::Done
+            }
+            GateCall::TakeRecord(shard, force) => {
+                GateAnswer::Record(self.gates.take_record(shard, force))
+            }
+            GateCall::Release(shard, old) => {
+                let passage = self.gates.release(shard, &old);
+                self.pass(passage);
+                GateAnswer::Done
+            }
+            GateCall::End(from) => {
+                self.gates.end(from);
+                GateAnswer::Done
+            }
+            GateCall::Abandon => {
+                let passage = self.gates.abandon();
+                self.pass(passage);
+                GateAnswer::Done
+            }
+            GateCall::Forget(shard) => {
+                self.gates.forget(shard);
+                GateAnswer::Done
+            }
+        };
+        actix::MessageResult(answer)
     }
 }
 
@@ -348,6 +488,8 @@ impl Handler<GetPublisherStats> for EventPublisher {
                 .load(Ordering::Relaxed)
                 .saturating_sub(published + duplicates),
             dropped: c.dropped.load(Ordering::Relaxed),
+            withheld: c.withheld.load(Ordering::Relaxed),
+            held: self.gates.held() as u64,
         })
     }
 }

@@ -6,6 +6,7 @@ use crate::{
     lease::LeaseClient,
     lease_holder::{Claim, LeaseHolder},
     redis_conn::ClusterRedis,
+    reshard::state::{self, Stage},
 };
 use actix::{
     Actor, ActorContext as _, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message,
@@ -142,6 +143,18 @@ pub struct GetSourceStats;
 #[rtype(result = "()")]
 pub struct StopSource;
 
+/// A move to the partitions of another shard total: first every partition
+/// is handed over, then the old pool is left and, a lease TTL later (every
+/// other worker has left it too, or its leases expired), the new pool's
+/// partitions are claimed. So no partition is consumed by two workers,
+/// one of each pool.
+#[derive(Debug)]
+struct Move {
+    to: u32,
+    /// When the new pool may be joined, once the old one was left.
+    join_at: Option<Instant>,
+}
+
 struct Partition {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -163,8 +176,13 @@ struct Partition {
 /// delivered again).
 pub struct EventSource {
     bus: EventBus,
+    redis: ClusterRedis,
     config: EventSourceConfig,
     leases: LeaseHolder,
+    /// Moving to the partitions of a new shard total after a re-sharding.
+    moving: Option<Move>,
+    /// The generation record is being read.
+    reading: bool,
     recipient: Recipient<GatewayEvent>,
     partitions: BTreeMap<u32, Partition>,
     counters: Arc<Counters>,
@@ -205,17 +223,14 @@ impl EventSource {
                 config.group
             )));
         }
-        let leases = LeaseHolder::new(LeaseClient::new(
-            redis,
-            format!("workers-{}-{}", config.group, config.total),
-            config.node_id.clone(),
-            config.lease_ttl,
-            config.total,
-        ));
+        let leases = pool(redis, &config);
         Ok(Self {
             bus,
+            redis: redis.clone(),
             config,
             leases,
+            moving: None,
+            reading: false,
             recipient,
             partitions: BTreeMap::new(),
             counters: Arc::default(),
@@ -225,6 +240,11 @@ impl EventSource {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.follow_generation(ctx);
+        if self.moving.is_some() {
+            self.keep_moving();
+            return;
+        }
         let Some(call) = self.leases.start_tick(&Claim::Share, self.stopping) else {
             return;
         };
@@ -250,6 +270,80 @@ impl EventSource {
                     }
                 }),
         );
+    }
+
+    /// Reads which shard total the cluster serves; after a re-sharding the
+    /// worker moves to the new total's partitions.
+    fn follow_generation(&mut self, ctx: &mut Context<Self>) {
+        if self.reading || self.stopping || self.moving.is_some() {
+            return;
+        }
+        self.reading = true;
+        let redis = self.redis.clone();
+        ctx.spawn(
+            async move { state::read(&redis).await }
+                .into_actor(self)
+                .map(|result, source, ctx| {
+                    source.reading = false;
+                    match result {
+                        Ok(Some(generation))
+                            if generation.stage == Stage::Serving
+                                && generation.total != source.config.total
+                                && !source.stopping =>
+                        {
+                            source.start_moving(generation.total, ctx);
+                        }
+                        Ok(_) => {}
+                        Err(error) => log::debug!(
+                            "worker {}: reading the generation failed: {error}",
+                            source.config.node_id
+                        ),
+                    }
+                }),
+        );
+    }
+
+    fn start_moving(&mut self, to: u32, ctx: &mut Context<Self>) {
+        log::info!(
+            "worker {}: the cluster serves {to} shards (was {}), moving",
+            self.config.node_id,
+            self.config.total
+        );
+        self.moving = Some(Move { to, join_at: None });
+        for number in self.partitions.keys().copied().collect::<Vec<_>>() {
+            self.release(number, ctx);
+        }
+    }
+
+    fn keep_moving(&mut self) {
+        if !self.partitions.is_empty() {
+            return;
+        }
+        let Some(moving) = &mut self.moving else {
+            return;
+        };
+        match moving.join_at {
+            None => {
+                let leave = self.leases.leave();
+                actix_rt::spawn(async move {
+                    if let Err(error) = leave.await {
+                        log::debug!("leaving the old partition pool failed: {error}");
+                    }
+                });
+                moving.join_at = Some(Instant::now() + self.config.lease_ttl);
+            }
+            Some(at) if Instant::now() >= at => {
+                let to = moving.to;
+                self.moving = None;
+                self.config.total = to;
+                self.leases = pool(&self.redis, &self.config);
+                log::info!(
+                    "worker {}: joined the partitions of {to} shards",
+                    self.config.node_id
+                );
+            }
+            Some(_) => {}
+        }
     }
 
     /// Hands over partitions above the fair share, highest ids first.
@@ -414,6 +508,17 @@ impl Handler<StopSource> for EventSource {
             .map(|(), _, ctx| ctx.stop()),
         )
     }
+}
+
+/// The lease pool of a worker group for its shard total.
+fn pool(redis: &ClusterRedis, config: &EventSourceConfig) -> LeaseHolder {
+    LeaseHolder::new(LeaseClient::new(
+        redis,
+        format!("workers-{}-{}", config.group, config.total),
+        config.node_id.clone(),
+        config.lease_ttl,
+        config.total,
+    ))
 }
 
 /// One shard's consumption.
@@ -592,13 +697,20 @@ async fn prepare(job: &Consume) -> Result<PullConsumer, ClusterError> {
         ..pull::Config::default()
     };
     match stream.consumer_info(&job.durable).await {
-        Ok(info) if info.num_ack_pending > 0 => {
+        Ok(info) => {
+            // Always from the first unacknowledged event, on a fresh
+            // consumer: a previous owner may have left events delivered and
+            // unacknowledged, or a pull request still open that takes
+            // events after this point; either way they would come back
+            // only after the ack wait, behind newer ones.
             let start_sequence = info.ack_floor.stream_sequence + 1;
-            log::info!(
-                "consumer {}: {} events left unacknowledged by the previous owner, restarting at stream sequence {start_sequence}",
-                job.durable,
-                info.num_ack_pending
-            );
+            if info.num_ack_pending > 0 {
+                log::info!(
+                    "consumer {}: {} events left unacknowledged by the previous owner, restarting at stream sequence {start_sequence}",
+                    job.durable,
+                    info.num_ack_pending
+                );
+            }
             stream
                 .delete_consumer(&job.durable)
                 .await
@@ -608,10 +720,6 @@ async fn prepare(job: &Consume) -> Result<PullConsumer, ClusterError> {
                 .await
                 .map_err(|e| ClusterError::nats("create consumer")(&e))
         }
-        Ok(_) => stream
-            .get_consumer(&job.durable)
-            .await
-            .map_err(|e| ClusterError::nats("get consumer")(&e)),
         Err(_) => stream
             .get_or_create_consumer(&job.durable, config(DeliverPolicy::All))
             .await

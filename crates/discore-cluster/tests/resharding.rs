@@ -1,0 +1,340 @@
+//! Re-sharding a running cluster without downtime: three gateway processes
+//! serve 8 shards, two workers consume their events through NATS
+//! JetStream, messages flow into every guild, and a `Reshard` request over
+//! the bus moves the cluster to 12 shards. Every message the gateway
+//! delivered reaches the workers exactly once, in order per guild; no
+//! GUILD_CREATE is repeated; the new generation's leases are spread over
+//! the three processes; the identifies stay within the emulator's limits
+//! (8 + 12 sessions, no violation); the old sessions end.
+
+mod common;
+
+use common::{IDENTIFY_WINDOW, Process, TIMEOUT};
+use discore_cluster::{CommandClient, cluster_status};
+use discore_mock::{IdentifyOutcome, MockServer};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+const FROM: u32 = 8;
+const TO: u32 = 12;
+const GUILDS: u64 = 24;
+const LEASE_TTL_MS: u64 = 1000;
+
+fn gateway(name: &str, redis: &str, nats: &str, namespace: &str, mock: &MockServer) -> Process {
+    Process::start(
+        name,
+        "gateway",
+        &[
+            ("redis", redis.to_owned()),
+            ("nats", nats.to_owned()),
+            ("namespace", namespace.to_owned()),
+            ("rest", mock.rest_url()),
+            ("total", FROM.to_string()),
+            ("node-id", name.to_owned()),
+            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+            ("checkpoint-ms", "50".to_owned()),
+            ("status-ms", "100".to_owned()),
+            (
+                "identify-window-ms",
+                IDENTIFY_WINDOW.as_millis().to_string(),
+            ),
+            ("max-concurrency", "4".to_owned()),
+            ("arbiters", "1".to_owned()),
+        ],
+    )
+}
+
+fn worker(name: &str, redis: &str, nats: &str, namespace: &str) -> Process {
+    Process::start(
+        name,
+        "worker",
+        &[
+            ("redis", redis.to_owned()),
+            ("nats", nats.to_owned()),
+            ("namespace", namespace.to_owned()),
+            ("total", FROM.to_string()),
+            ("node-id", name.to_owned()),
+            ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+        ],
+    )
+}
+
+/// Posts a message into every guild, round after round, until stopped;
+/// keeps `(guild, message id)` of every message the gateway delivered to
+/// at least one session, in posting order.
+struct Emitter {
+    stop: Arc<AtomicBool>,
+    posted: Arc<Mutex<Vec<(u64, u64)>>>,
+    rounds: Arc<Mutex<u64>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Emitter {
+    fn start(mock: MockServer) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let rounds = Arc::new(Mutex::new(0));
+        let (flag, record, count) = (stop.clone(), posted.clone(), rounds.clone());
+        // Bounded: the test stops it, and it gives up after the timeout.
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + TIMEOUT * 3;
+            while !flag.load(Ordering::Acquire) && Instant::now() < deadline {
+                for guild in mock.guild_ids() {
+                    let channel = mock.text_channel_ids(guild)[0];
+                    let (message, deliveries) =
+                        mock.post_message(channel, "reshard").expect("posted");
+                    let id = message["id"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .expect("a message id");
+                    if !deliveries.is_empty() {
+                        record.lock().expect("lock").push((guild, id));
+                    }
+                }
+                *count.lock().expect("lock") += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            stop,
+            posted,
+            rounds,
+            thread: Some(thread),
+        }
+    }
+
+    fn rounds(&self) -> u64 {
+        *self.rounds.lock().expect("lock")
+    }
+
+    fn finish(mut self) -> Vec<(u64, u64)> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the emitter");
+        }
+        self.posted.lock().expect("lock").clone()
+    }
+}
+
+/// One MESSAGE_CREATE a worker handled.
+#[derive(Clone, Debug)]
+struct Handled {
+    shard: u32,
+    guild: u64,
+    id: u64,
+    at_us: u128,
+}
+
+/// What the workers printed: the messages, and the GUILD_CREATEs per guild.
+fn handled(workers: &[Process]) -> (Vec<Handled>, HashMap<u64, usize>) {
+    let mut messages = Vec::new();
+    let mut creates: HashMap<u64, usize> = HashMap::new();
+    for worker in workers {
+        for line in worker.lines() {
+            let parts: Vec<&str> = line.splitn(6, ' ').collect();
+            let ["EVENT", shard, _sequence, name, at, data] = parts[..] else {
+                continue;
+            };
+            let data: serde_json::Value = serde_json::from_str(data)
+                .unwrap_or_else(|_| panic!("{}: not JSON: {data}", worker.name));
+            let snowflake = |field: &str| -> u64 {
+                data[field]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} without {field}: {data}"))
+            };
+            match name {
+                "MESSAGE_CREATE" => messages.push(Handled {
+                    shard: shard.parse().expect("shard"),
+                    guild: snowflake("guild_id"),
+                    id: snowflake("id"),
+                    at_us: at.parse().expect("time"),
+                }),
+                "GUILD_CREATE" => *creates.entry(snowflake("id")).or_default() += 1,
+                _ => {}
+            }
+        }
+    }
+    messages.sort_by_key(|m| m.at_us);
+    (messages, creates)
+}
+
+#[actix_rt::test]
+async fn a_running_cluster_reshards_from_8_to_12_shards_without_loss_or_duplicates() {
+    common::init_logging();
+    let namespace = common::namespace("reshard");
+    let redis_server = common::redis_server();
+    let nats_server = common::nats_server();
+    let redis = common::redis(&redis_server, &namespace).await;
+    let bus = common::bus(&nats_server, &namespace).await;
+    let mock = common::mock(GUILDS, 4).await;
+    let (redis_url, nats_url) = (redis_server.url(), nats_server.url());
+
+    let mut gateways: Vec<Process> = ["g-0", "g-1", "g-2"]
+        .into_iter()
+        .map(|name| gateway(name, &redis_url, &nats_url, &namespace, &mock))
+        .collect();
+    let mut workers: Vec<Process> = ["w-0", "w-1"]
+        .into_iter()
+        .map(|name| worker(name, &redis_url, &nats_url, &namespace))
+        .collect();
+    common::wait_mock(&mock, "8 shards run once each", |seen| {
+        let live = common::live_shards(seen, FROM);
+        live.len() == FROM as usize && live.values().all(|n| *n == 1)
+    })
+    .await;
+    // Every guild's GUILD_CREATE reached a worker: the cluster serves.
+    common::wait_for("the workers handled every GUILD_CREATE", async || {
+        let (_, creates) = handled(&workers);
+        (creates.len() == GUILDS as usize).then_some(())
+    })
+    .await;
+
+    let emitter = Emitter::start(mock.clone());
+    common::wait_for("three rounds of messages", async || {
+        (emitter.rounds() >= 3).then_some(())
+    })
+    .await;
+    CommandClient::new(bus.clone(), FROM)
+        .reshard(TO)
+        .await
+        .expect("the cluster accepts the re-sharding");
+    // A second request while it runs is refused.
+    assert!(
+        CommandClient::new(bus.clone(), FROM)
+            .reshard(16)
+            .await
+            .is_err()
+    );
+
+    common::wait_mock(&mock, "12 new shards run and the old ones ended", |seen| {
+        let new = common::live_shards(seen, TO);
+        let old = common::live_shards(seen, FROM);
+        new.len() == TO as usize && new.values().all(|n| *n == 1) && old.is_empty()
+    })
+    .await;
+    let switched_at = emitter.rounds();
+    common::wait_for("five rounds after the switch", async || {
+        (emitter.rounds() >= switched_at + 5).then_some(())
+    })
+    .await;
+    let posted = emitter.finish();
+
+    let deadline = Instant::now() + TIMEOUT;
+    let expected: HashSet<(u64, u64)> = posted.iter().copied().collect();
+    loop {
+        let (messages, _) = handled(&workers);
+        let seen: HashSet<(u64, u64)> = messages.iter().map(|m| (m.guild, m.id)).collect();
+        if expected.is_subset(&seen) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let mut missing: BTreeMap<(u32, u32), (usize, usize, usize)> = BTreeMap::new();
+            for (i, message) in posted.iter().enumerate() {
+                if seen.contains(message) {
+                    continue;
+                }
+                let shards = (
+                    discore_protocol::shard_for_guild(message.0, FROM),
+                    discore_protocol::shard_for_guild(message.0, TO),
+                );
+                let entry = missing.entry(shards).or_insert((0, i, i));
+                entry.0 += 1;
+                entry.2 = i;
+            }
+            let lost: Vec<String> = posted
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !seen.contains(m))
+                .map(|(i, (g, id))| format!("{i} {g} {id}"))
+                .collect();
+            let _ = std::fs::write(workers[0].log.with_extension("missing"), lost.join("\n"));
+            for worker in &workers {
+                let _ = std::fs::write(worker.log.with_extension("out"), worker.lines().join("\n"));
+            }
+            panic!(
+                "messages never handled (switch after round {switched_at}, {} posted), \
+                 by (old shard, new shard): (count, first, last) {missing:?}",
+                posted.len()
+            );
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing more trickles in.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let (messages, creates) = handled(&workers);
+
+    // Exactly once.
+    let mut counts: HashMap<(u64, u64), usize> = HashMap::new();
+    for message in &messages {
+        *counts.entry((message.guild, message.id)).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {twice:?}");
+    assert_eq!(messages.len(), posted.len(), "every message exactly once");
+    // In order per guild, in the order the workers handled them.
+    let mut by_guild: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for message in &messages {
+        by_guild.entry(message.guild).or_default().push(message.id);
+    }
+    let mut sent: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (guild, id) in &posted {
+        sent.entry(*guild).or_default().push(*id);
+    }
+    assert_eq!(by_guild.len(), GUILDS as usize);
+    for (guild, ids) in &sent {
+        assert_eq!(by_guild.get(guild), Some(ids), "guild {guild}: order");
+    }
+    // Messages after the switch came from the new generation's shard ids.
+    let new_shards: HashSet<u32> = messages.iter().map(|m| m.shard).collect();
+    assert!(new_shards.iter().any(|s| *s >= FROM), "{new_shards:?}");
+    // The new sessions' GUILD_CREATEs were not published again.
+    let repeated: Vec<_> = creates.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "GUILD_CREATE handled again: {repeated:?}"
+    );
+
+    // The new generation's leases are spread over the three processes.
+    let status = cluster_status(&redis).await.expect("status");
+    let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
+    for report in status.iter().filter(|r| r.shard.total() == TO) {
+        *per_node.entry(report.node.clone()).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.values().all(|n| *n == TO / 3), "{per_node:?}");
+    assert!(
+        status.iter().all(|r| r.shard.total() == TO),
+        "old reports withdrawn"
+    );
+
+    let seen = mock.observed();
+    assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
+    let accepted: Vec<[u32; 2]> = seen
+        .identifies
+        .iter()
+        .filter(|i| i.outcome == IdentifyOutcome::Accepted)
+        .map(|i| i.shard)
+        .collect();
+    assert_eq!(accepted.len(), (FROM + TO) as usize, "{accepted:?}");
+    for connection in seen
+        .connections
+        .iter()
+        .filter(|c| c.shard.is_some_and(|[_, t]| t == FROM) && c.session_id.is_some())
+    {
+        assert_eq!(connection.close_received, Some(1000), "{connection:?}");
+    }
+
+    for process in workers.iter_mut().chain(gateways.iter_mut()) {
+        process.terminate().await;
+    }
+    mock.stop().await;
+    redis.delete_namespace().await.expect("cleanup");
+    let _ = bus.delete_stream().await;
+}
