@@ -11,7 +11,7 @@ mod common;
 
 use common::{IDENTIFY_WINDOW, Process, TIMEOUT};
 use discore_cluster::{CommandClient, cluster_status};
-use discore_mock::{IdentifyOutcome, MockServer};
+use discore_mock::{IdentifyOutcome, MockConfig, MockServer};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
@@ -27,6 +27,17 @@ const GUILDS: u64 = 24;
 const LEASE_TTL_MS: u64 = 1000;
 
 fn gateway(name: &str, redis: &str, nats: &str, namespace: &str, mock: &MockServer) -> Process {
+    gateway_of(name, redis, nats, namespace, mock, FROM)
+}
+
+fn gateway_of(
+    name: &str,
+    redis: &str,
+    nats: &str,
+    namespace: &str,
+    mock: &MockServer,
+    total: u32,
+) -> Process {
     Process::start(
         name,
         "gateway",
@@ -35,7 +46,7 @@ fn gateway(name: &str, redis: &str, nats: &str, namespace: &str, mock: &MockServ
             ("nats", nats.to_owned()),
             ("namespace", namespace.to_owned()),
             ("rest", mock.rest_url()),
-            ("total", FROM.to_string()),
+            ("total", total.to_string()),
             ("node-id", name.to_owned()),
             ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
             ("checkpoint-ms", "50".to_owned()),
@@ -51,6 +62,10 @@ fn gateway(name: &str, redis: &str, nats: &str, namespace: &str, mock: &MockServ
 }
 
 fn worker(name: &str, redis: &str, nats: &str, namespace: &str) -> Process {
+    worker_of(name, redis, nats, namespace, FROM)
+}
+
+fn worker_of(name: &str, redis: &str, nats: &str, namespace: &str, total: u32) -> Process {
     Process::start(
         name,
         "worker",
@@ -58,7 +73,7 @@ fn worker(name: &str, redis: &str, nats: &str, namespace: &str) -> Process {
             ("redis", redis.to_owned()),
             ("nats", nats.to_owned()),
             ("namespace", namespace.to_owned()),
-            ("total", FROM.to_string()),
+            ("total", total.to_string()),
             ("node-id", name.to_owned()),
             ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
         ],
@@ -70,6 +85,7 @@ fn worker(name: &str, redis: &str, nats: &str, namespace: &str) -> Process {
 /// at least one session, in posting order.
 struct Emitter {
     stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
     posted: Arc<Mutex<Vec<(u64, u64)>>>,
     rounds: Arc<Mutex<u64>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -78,13 +94,19 @@ struct Emitter {
 impl Emitter {
     fn start(mock: MockServer) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(AtomicBool::new(false));
         let posted = Arc::new(Mutex::new(Vec::new()));
         let rounds = Arc::new(Mutex::new(0));
-        let (flag, record, count) = (stop.clone(), posted.clone(), rounds.clone());
+        let (flag, paused, record, count) =
+            (stop.clone(), pause.clone(), posted.clone(), rounds.clone());
         // Bounded: the test stops it, and it gives up after the timeout.
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + TIMEOUT * 3;
             while !flag.load(Ordering::Acquire) && Instant::now() < deadline {
+                if paused.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
                 for guild in mock.guild_ids() {
                     let channel = mock.text_channel_ids(guild)[0];
                     let (message, deliveries) =
@@ -103,10 +125,21 @@ impl Emitter {
         });
         Self {
             stop,
+            pause,
             posted,
             rounds,
             thread: Some(thread),
         }
+    }
+
+    /// Pauses after the current round (or resumes).
+    fn pause(&self, paused: bool) {
+        self.pause.store(paused, Ordering::Release);
+    }
+
+    /// What was posted so far.
+    fn posted(&self) -> Vec<(u64, u64)> {
+        self.posted.lock().expect("lock").clone()
     }
 
     fn rounds(&self) -> u64 {
@@ -330,6 +363,117 @@ async fn a_running_cluster_reshards_from_8_to_12_shards_without_loss_or_duplicat
     {
         assert_eq!(connection.close_received, Some(1000), "{connection:?}");
     }
+
+    for process in workers.iter_mut().chain(gateways.iter_mut()) {
+        process.terminate().await;
+    }
+    mock.stop().await;
+    redis.delete_namespace().await.expect("cleanup");
+    let _ = bus.delete_stream().await;
+}
+
+/// Waits (bounded) until the workers handled every message of `expected`,
+/// then checks each was handled exactly once and, per guild, in order.
+async fn assert_handled_once_in_order(workers: &[Process], expected: &[(u64, u64)]) {
+    let wanted: HashSet<(u64, u64)> = expected.iter().copied().collect();
+    common::wait_for("the workers handled every message", async || {
+        let (messages, _) = handled(workers);
+        let seen: HashSet<(u64, u64)> = messages.iter().map(|m| (m.guild, m.id)).collect();
+        wanted.is_subset(&seen).then_some(())
+    })
+    .await;
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let (messages, _) = handled(workers);
+    assert_eq!(messages.len(), expected.len(), "every message exactly once");
+    let mut by_guild: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for message in &messages {
+        by_guild.entry(message.guild).or_default().push(message.id);
+    }
+    let mut sent: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (guild, id) in expected {
+        sent.entry(*guild).or_default().push(*id);
+    }
+    assert_eq!(by_guild, sent, "per guild, every message once and in order");
+}
+
+/// The guilds outgrow the shards: the emulator closes the overflowing
+/// shard with 4011, its node asks `/gateway/bot` for the count and the
+/// cluster re-shards to it by itself. The guilds of the refused shard are
+/// dark until the new generation serves; every message the gateway
+/// delivered reaches the worker once and in order, and each guild's
+/// GUILD_CREATE once (the added guilds' from the new generation).
+#[actix_rt::test]
+async fn a_4011_reshards_the_cluster_to_the_recommended_count() {
+    common::init_logging();
+    let namespace = common::namespace("reshard-4011");
+    let redis_server = common::redis_server();
+    let nats_server = common::nats_server();
+    let redis = common::redis(&redis_server, &namespace).await;
+    let bus = common::bus(&nats_server, &namespace).await;
+    let mock = MockServer::start(
+        MockConfig::new()
+            .guilds(4)
+            .max_guilds_per_shard(2)
+            .max_concurrency(4)
+            .heartbeat_interval(Duration::from_millis(1000))
+            .identify_window(IDENTIFY_WINDOW)
+            .send_limit(120, Duration::from_secs(6))
+            .rest_rate_limit(None),
+    )
+    .await
+    .expect("the emulator starts");
+    let (redis_url, nats_url) = (redis_server.url(), nats_server.url());
+    let mut gateways: Vec<Process> = ["a", "b"]
+        .into_iter()
+        .map(|name| gateway_of(name, &redis_url, &nats_url, &namespace, &mock, 2))
+        .collect();
+    let mut workers = vec![worker_of("w", &redis_url, &nats_url, &namespace, 2)];
+    common::wait_for("the worker handled every GUILD_CREATE", async || {
+        let (_, creates) = handled(&workers);
+        (creates.len() == 4).then_some(())
+    })
+    .await;
+
+    let emitter = Emitter::start(mock.clone());
+    common::wait_for("three rounds of messages", async || {
+        (emitter.rounds() >= 3).then_some(())
+    })
+    .await;
+    // The emulator drops what it had queued for a session it closes with
+    // 4011: pause while the guilds grow, so every message counted was sent.
+    emitter.pause(true);
+    let before = emitter.posted();
+    common::wait_for("the messages so far", async || {
+        let (messages, _) = handled(&workers);
+        (messages.len() >= before.len()).then_some(())
+    })
+    .await;
+    let added = mock.add_guilds(2);
+    assert_eq!(added.len(), 2);
+    common::wait_mock(&mock, "the 4011 close of the overflowing shard", |seen| {
+        seen.connections.iter().any(|c| c.close_sent == Some(4011))
+    })
+    .await;
+    emitter.pause(false);
+    assert_eq!(mock.recommended_shards(), 3);
+
+    common::wait_mock(&mock, "3 new shards run and the old ones ended", |seen| {
+        let new = common::live_shards(seen, 3);
+        new.len() == 3 && new.values().all(|n| *n == 1) && common::live_shards(seen, 2).is_empty()
+    })
+    .await;
+    let switched_at = emitter.rounds();
+    common::wait_for("five rounds after the switch", async || {
+        (emitter.rounds() >= switched_at + 5).then_some(())
+    })
+    .await;
+    let posted = emitter.finish();
+    assert_handled_once_in_order(&workers, &posted).await;
+    let (_, creates) = handled(&workers);
+    assert_eq!(creates.len(), 6, "{creates:?}");
+    assert!(creates.values().all(|n| *n == 1), "{creates:?}");
+    let seen = mock.observed();
+    assert!(seen.violations.is_empty(), "{:#?}", seen.violations);
 
     for process in workers.iter_mut().chain(gateways.iter_mut()) {
         process.terminate().await;

@@ -194,8 +194,14 @@ impl ClusterNode {
             .into_actor(self)
             .map(|result, node, _| {
                 node.discovering = false;
-                if let Err(error) = result {
-                    log::error!("node {}: {error}", node.shared.config.node_id);
+                match result {
+                    Ok(()) => {}
+                    // Another node's refused shard started it first.
+                    Err(ClusterError::ReshardRefused(reason)) => log::info!(
+                        "node {}: not re-sharding: {reason}",
+                        node.shared.config.node_id
+                    ),
+                    Err(error) => log::error!("node {}: {error}", node.shared.config.node_id),
                 }
             }),
         );
