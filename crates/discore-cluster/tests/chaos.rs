@@ -2,18 +2,24 @@
 //! consume their events through NATS JetStream, traffic flows, and faults
 //! hit in random order: `kill -9` of nodes and workers (restarted at once,
 //! as an orchestrator would), a node stopped with SIGSTOP past its lease
-//! TTL and then continued, Redis restarted twice, NATS restarted twice.
-//! The test's own `redis-server` and `nats-server` are restarted; the
-//! machine's are never touched.
+//! TTL and then continued, Redis restarted twice, NATS restarted twice, and
+//! once a re-sharding from 64 to 80 shards (requested over the bus; the
+//! next fault waits for its switch). The test's own `redis-server` and
+//! `nats-server` are restarted; the machine's are never touched.
 //!
-//! Checks, once the traffic stopped and the cluster caught up:
-//! - every dispatch of every session reaches the workers, in order per
-//!   shard; twice only where a worker was killed with the event in hand, or
-//!   NATS restarted with its acknowledgement in flight (counted apart);
+//! The traffic is marker events into the guilds, round robin (during the
+//! re-sharding the emulator sends each to both generations' sessions, as
+//! Discord does). Checks, once the traffic stopped and the cluster caught
+//! up:
+//! - every marker the gateway delivered reaches the workers, in order per
+//!   guild; twice only where a worker was killed with the event in hand, or
+//!   NATS restarted with its acknowledgement in flight, or a node's shards
+//!   were being taken over while the re-sharding ran (counted apart);
 //! - never two owners of a shard at once: a connection that lost its shard
 //!   to another one sends nothing after the other's Resume (the fenced,
 //!   stopped owner writes nothing when it wakes up);
-//! - no identify beyond the first of each shard (every session survives);
+//! - no identify beyond the first of each shard of each generation (every
+//!   session survives);
 //! - the figures (faults, events, identifies, resumes, the longest time an
 //!   event took to reach a worker) are printed.
 //!
@@ -23,9 +29,9 @@
 mod common;
 
 use common::{Process, TIMEOUT};
-use discore_cluster::RedisSessionStore;
+use discore_cluster::{CommandClient, RedisSessionStore};
 use discore_manager::session_store::SessionStore as _;
-use discore_mock::{MockServer, Observed, Target, ViolationKind};
+use discore_mock::{MockServer, Observed, ViolationKind};
 use discore_test_services::{NatsServer, RedisServer};
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,6 +40,8 @@ use std::{
 };
 
 const TOTAL: u32 = 64;
+/// The total of the re-sharding in the middle.
+const RESHARD_TO: u32 = 80;
 const NODES: usize = 5;
 const WORKERS: usize = 3;
 const EVENT: &str = "DISCORE_CHAOS";
@@ -94,7 +102,7 @@ fn worker(name: &str, services: &Services, namespace: &str) -> Process {
 /// One marker event the test dispatched: where it went and when.
 #[derive(Clone, Debug)]
 struct Sent {
-    shard: u32,
+    guild: u64,
     session: String,
     at_us: u128,
 }
@@ -103,6 +111,7 @@ struct Sent {
 #[derive(Clone, Debug)]
 struct Handled {
     shard: u32,
+    guild: u64,
     n: u64,
     at_us: u128,
     worker: String,
@@ -124,6 +133,10 @@ fn handled(workers: &[Process]) -> Vec<Handled> {
             };
             all.push(Handled {
                 shard: shard.parse().expect("shard"),
+                guild: data["guild_id"]
+                    .as_str()
+                    .and_then(|g| g.parse().ok())
+                    .expect("a guild"),
                 n: data["n"].as_u64().expect("marker"),
                 at_us: at.parse().expect("time"),
                 worker: worker.name.clone(),
@@ -140,6 +153,7 @@ enum Fault {
     StopNode,
     RestartRedis,
     RestartNats,
+    Reshard,
 }
 
 /// When a fault hit, for classifying redeliveries.
@@ -211,7 +225,7 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
         nats: common::nats_server(),
     };
     let redis = common::redis(&services.redis, &namespace).await;
-    let _bus = common::bus(&services.nats, &namespace).await;
+    let bus = common::bus(&services.nats, &namespace).await;
     let mock = common::mock(u64::from(TOTAL) * 2, 4).await;
     // The emulator's clock counts from its start.
     let mock_epoch_us = now_us();
@@ -238,7 +252,8 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
     .await;
     println!("64 shards up on {NODES} nodes");
 
-    // Traffic: markers to every shard in turn, RATE per second.
+    // Traffic: markers into every guild in turn, RATE per second.
+    let guilds = mock.guild_ids();
     let sent: Arc<Mutex<HashMap<u64, Sent>>> = Arc::default();
     let unsent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_traffic, mut traffic_stopped) = tokio::sync::watch::channel(false);
@@ -254,18 +269,18 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
                     _ = tick.tick() => {}
                     _ = traffic_stopped.changed() => break,
                 }
-                let shard = u32::try_from(n % u64::from(TOTAL)).unwrap_or(0);
-                let deliveries = mock.dispatch(
-                    Some(&Target::Shard(shard)),
+                let guild = guilds[usize::try_from(n).unwrap_or(0) % guilds.len()];
+                let deliveries = mock.dispatch_to_guild(
+                    guild,
                     EVENT,
-                    &serde_json::json!({ "n": n, "shard": shard }),
+                    &serde_json::json!({ "n": n, "guild_id": guild.to_string() }),
                 );
                 match deliveries.first() {
                     Some(delivery) => {
                         sent.lock().expect("sent").insert(
                             n,
                             Sent {
-                                shard,
+                                guild,
                                 session: delivery.session_id.clone(),
                                 at_us: now_us(),
                             },
@@ -297,10 +312,14 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
         ]);
     }
     rng.shuffle(&mut faults);
+    // One re-sharding, in the middle.
+    faults.insert(faults.len() / 2, Fault::Reshard);
     let gap = Duration::from_secs(seconds) / u32::try_from(faults.len() + 1).unwrap_or(1);
     let mut hits: Vec<Hit> = Vec::new();
     // When a node was stopped and continued: it misses heartbeats then.
     let mut stops: Vec<(u128, u128)> = Vec::new();
+    // From the re-sharding request to its switch.
+    let mut overlap: Option<(u128, u128)> = None;
     let run_started = Instant::now();
     for fault in faults {
         actix_rt::time::sleep(gap).await;
@@ -339,6 +358,21 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
             Fault::RestartNats => {
                 services.nats.restart().expect("nats-server restarts");
                 "nats".to_owned()
+            }
+            Fault::Reshard => {
+                CommandClient::new(bus.clone(), TOTAL)
+                    .reshard(RESHARD_TO)
+                    .await
+                    .expect("the cluster accepts the re-sharding");
+                common::wait_mock(&mock, "the new generation serves alone", |seen| {
+                    let new = common::live_shards(seen, RESHARD_TO);
+                    new.len() == RESHARD_TO as usize
+                        && new.values().all(|n| *n == 1)
+                        && common::live_shards(seen, TOTAL).is_empty()
+                })
+                .await;
+                overlap = Some((at_us, now_us()));
+                format!("{TOTAL} -> {RESHARD_TO} shards")
             }
         };
         println!(
@@ -391,28 +425,48 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
 
     for h in &all {
         if let Some(s) = expected.get(&h.n) {
-            assert_eq!(h.shard, s.shard, "marker {} on the wrong shard", h.n);
+            assert_eq!(h.guild, s.guild, "marker {} of the wrong guild", h.n);
+            let owners = [
+                discore_protocol::shard_for_guild(s.guild, TOTAL),
+                discore_protocol::shard_for_guild(s.guild, RESHARD_TO),
+            ];
+            assert!(
+                owners.contains(&h.shard),
+                "marker {} on shard {}",
+                h.n,
+                h.shard
+            );
         }
     }
-    // Order per shard: first deliveries in dispatch order.
+    // Order per guild: first deliveries in dispatch order.
     all.sort_by_key(|h| h.at_us);
-    let mut first: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut first: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let mut times: HashMap<u64, Vec<&Handled>> = HashMap::new();
     for h in &all {
         let entry = times.entry(h.n).or_default();
         if entry.is_empty() {
-            first.entry(h.shard).or_default().push(h.n);
+            first.entry(h.guild).or_default().push(h.n);
         }
         entry.push(h);
     }
-    for (shard, markers) in &first {
+    for (guild, markers) in &first {
         let mut sorted = markers.clone();
         sorted.sort_unstable();
-        assert_eq!(markers, &sorted, "shard {shard}: out of order");
+        assert_eq!(markers, &sorted, "guild {guild}: out of order");
     }
     // Twice only where a fault explains it.
     let mut after_worker_kill = 0;
     let mut after_nats_restart = 0;
+    let mut across_reshard_takeover = 0;
+    // A node's shards taken over while the re-sharding ran: the new owner's
+    // record misses what the old one published (docs/cluster.md, section 4).
+    let takeover_during_reshard = overlap.is_some_and(|(from, to)| {
+        hits.iter().any(|hit| {
+            matches!(hit.fault, Fault::KillNode | Fault::StopNode)
+                && hit.at_us <= to
+                && hit.at_us + 3 * LEASE_TTL.as_micros() >= from
+        })
+    });
     let mut unexplained = Vec::new();
     for (n, handlings) in &times {
         for pair in handlings.windows(2) {
@@ -427,10 +481,14 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
                     && hit.at_us >= a.at_us
                     && hit.at_us <= b.at_us
             });
+            let in_overlap =
+                overlap.is_some_and(|(from, to)| a.at_us >= from && a.at_us <= to + 1_000_000);
             if killed_holder {
                 after_worker_kill += 1;
             } else if between(Fault::RestartNats) {
                 after_nats_restart += 1;
+            } else if takeover_during_reshard && in_overlap {
+                across_reshard_takeover += 1;
             } else {
                 unexplained.push((*n, a.worker.clone(), b.worker.clone()));
             }
@@ -463,8 +521,14 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
         unsent.load(std::sync::atomic::Ordering::Relaxed)
     );
     println!(
-        "  redelivered: {after_worker_kill} after a worker was killed with it, {after_nats_restart} across a NATS restart"
+        "  redelivered: {after_worker_kill} after a worker was killed with it, {after_nats_restart} across a NATS restart, {across_reshard_takeover} by a take-over during the re-sharding"
     );
+    if let Some((from, to)) = overlap {
+        println!(
+            "  re-sharding {TOTAL} -> {RESHARD_TO}: {:.2} s from the request to the switch",
+            (to - from) as f64 / 1e6
+        );
+    }
     println!(
         "  identifies: {}, resumes: {}, longest dispatch-to-worker time: {:.2} s",
         seen.identifies_total(),
@@ -495,8 +559,8 @@ async fn five_nodes_and_three_workers_survive_kills_stops_and_service_restarts()
     assert!(violations.is_empty(), "{violations:#?}");
     assert_eq!(
         seen.identifies_total(),
-        TOTAL as usize,
-        "every session survived: no identify after the first of each shard"
+        (TOTAL + RESHARD_TO) as usize,
+        "every session survived: no identify after the first of each shard of each generation"
     );
 
     for process in nodes.iter_mut().chain(workers.iter_mut()) {
