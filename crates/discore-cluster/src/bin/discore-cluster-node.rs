@@ -9,15 +9,18 @@
 //!     [--max-concurrency 4] [--arbiters 1] [--token TOKEN]
 //! discore-cluster-node worker --redis URL --nats URL --namespace NS --total 24
 //!     [--group G] [--node-id ID] [--lease-ttl-ms 1000] [--handle-ms 0]
+//! discore-cluster-node reshard --nats URL --namespace NS --shards 32
 //! ```
 //!
 //! Output (stdout, one line each): `STARTED <node-id>`, `STOPPED <node-id>`,
 //! and for a worker `EVENT <shard> <sequence> <name> <unix µs> <data>` per event
 //! handled. SIGTERM stops cleanly (hand-over); SIGKILL is a crash.
+//! `reshard` asks the running cluster to re-shard to `--shards` and prints
+//! `RESHARDING <shards>` once a gateway node accepted.
 
 use actix::prelude::*;
 use discore_cluster::{
-    ClusterNode, ClusterRedis, EventBus, EventSource, EventSourceConfig, NodeConfig,
+    ClusterNode, ClusterRedis, CommandClient, EventBus, EventSource, EventSourceConfig, NodeConfig,
     ShardAssignment, ShutdownNode, StopSource, StreamSettings,
 };
 use discore_gateway::{Backoff, GatewayEvent, Intents, ShardConfig, Token};
@@ -36,7 +39,7 @@ impl Args {
         let mut raw = std::env::args().skip(1);
         let mode = raw
             .next()
-            .ok_or("usage: discore-cluster-node gateway|worker --flag value ...")?;
+            .ok_or("usage: discore-cluster-node gateway|worker|reshard --flag value ...")?;
         let mut map = HashMap::new();
         while let Some(flag) = raw.next() {
             let name = flag
@@ -204,6 +207,15 @@ async fn worker(args: Args) -> Result<()> {
     Ok(())
 }
 
+async fn reshard(args: Args) -> Result<()> {
+    let bus = EventBus::connect(&args.text("nats")?, &args.text("namespace")?).await?;
+    let shards = u32::try_from(args.number("shards", 0)?)?;
+    // The total only routes guild commands; a re-sharding request has none.
+    CommandClient::new(bus, 1).reshard(shards).await?;
+    say(&format!("RESHARDING {shards}"));
+    Ok(())
+}
+
 async fn terminated() -> Result<()> {
     let mut term = actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())?;
     tokio_select(term.recv(), actix_rt::signal::ctrl_c()).await;
@@ -223,7 +235,8 @@ fn main() -> Result<()> {
         match mode.as_str() {
             "gateway" => gateway(args).await,
             "worker" => worker(args).await,
-            other => Err(format!("unknown mode {other}: gateway or worker").into()),
+            "reshard" => reshard(args).await,
+            other => Err(format!("unknown mode {other}: gateway, worker or reshard").into()),
         }
     })
 }

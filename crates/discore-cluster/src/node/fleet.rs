@@ -26,6 +26,7 @@ use actix::{
 };
 use discore_gateway::{EventFilter, IdentifyQueue, StopMode};
 use discore_http::BotConnectionInfo;
+use discore_manager::session_store::SessionStore as _;
 use discore_manager::{
     AdoptShard, DiscoveryConfig, FleetEvent, GetFleetStatus, IdentifyConfig, IdentifyQueueChoice,
     ManagerConfig, ReleaseShard, ReshardMode, SessionConfig, ShardCount, ShardManager,
@@ -668,6 +669,7 @@ impl Handler<RetireFleet> for FleetNode {
         self.retiring = true;
         self.stopping = Some(NodeShutdownReport::default());
         let numbers: Vec<u32> = self.shards.keys().copied().collect();
+        let ended: Vec<ShardId> = numbers.iter().map(|n| self.shard(*n)).collect();
         for number in numbers {
             // The fence goes first: nothing of the old session is saved.
             self.forget(number);
@@ -677,9 +679,14 @@ impl Handler<RetireFleet> for FleetNode {
         let redis = self.redis.clone();
         let key = self.status_key.clone();
         let manager = self.manager.clone();
+        let store = Arc::clone(&self.store);
         Box::pin(
             async move {
                 let _ = manager.send(ShutdownFleet(StopMode::End)).await;
+                // The ended sessions' checkpoints are of no use to anyone.
+                if let Err(error) = store.remove(ended).await {
+                    log::debug!("removing the old generation's sessions failed: {error}");
+                }
                 if let Err(error) = leave.await {
                     log::debug!("leaving the old generation's pool failed: {error}");
                 }

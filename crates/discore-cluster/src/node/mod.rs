@@ -339,6 +339,15 @@ impl Actor for ClusterNode {
         ctx.run_interval(self.shared.config.status_interval, |node, ctx| {
             node.follow(ctx);
         });
+        // While a re-sharding runs its steps follow each other quickly: the
+        // old shards are silent between their records and the switch.
+        let quick = (self.shared.config.status_interval / 10)
+            .clamp(Duration::from_millis(50), Duration::from_millis(250));
+        ctx.run_interval(quick, |node, ctx| {
+            if node.incoming.is_some() {
+                node.follow(ctx);
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
