@@ -23,6 +23,8 @@ pub(crate) enum Claim {
     Fixed(Vec<u32>),
     /// A fair share of all resources among the live members.
     Share,
+    /// Nothing more: renew what is held and stay a member.
+    Hold,
 }
 
 /// One lease held.
@@ -112,6 +114,7 @@ impl LeaseHolder {
             match claim {
                 Claim::Fixed(ids) => Want::Fixed(ids.clone()),
                 Claim::Share => Want::Share,
+                Claim::Hold => Want::Register,
             }
         };
         let client = self.client.clone();

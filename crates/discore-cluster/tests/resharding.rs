@@ -2,7 +2,9 @@
 //! serve 8 shards, two workers consume their events through NATS
 //! JetStream, messages flow into every guild, and a `Reshard` request over
 //! the bus moves the cluster to 12 shards. Every message the gateway
-//! delivered reaches the workers exactly once, in order per guild; no
+//! delivered reaches the workers exactly once, in order per guild (one
+//! worker is slow, so the other takes new partitions while it still has
+//! old events to handle); no
 //! GUILD_CREATE is repeated; the new generation's leases are spread over
 //! the three processes; the identifies stay within the emulator's limits
 //! (8 + 12 sessions, no violation); the old sessions end.
@@ -61,11 +63,19 @@ fn gateway_of(
     )
 }
 
-fn worker(name: &str, redis: &str, nats: &str, namespace: &str) -> Process {
-    worker_of(name, redis, nats, namespace, FROM)
+/// A worker whose handler takes `handle_ms` per event.
+fn worker(name: &str, redis: &str, nats: &str, namespace: &str, handle_ms: u64) -> Process {
+    worker_of(name, redis, nats, namespace, FROM, handle_ms)
 }
 
-fn worker_of(name: &str, redis: &str, nats: &str, namespace: &str, total: u32) -> Process {
+fn worker_of(
+    name: &str,
+    redis: &str,
+    nats: &str,
+    namespace: &str,
+    total: u32,
+    handle_ms: u64,
+) -> Process {
     Process::start(
         name,
         "worker",
@@ -76,6 +86,7 @@ fn worker_of(name: &str, redis: &str, nats: &str, namespace: &str, total: u32) -
             ("total", total.to_string()),
             ("node-id", name.to_owned()),
             ("lease-ttl-ms", LEASE_TTL_MS.to_string()),
+            ("handle-ms", handle_ms.to_string()),
         ],
     )
 }
@@ -213,9 +224,12 @@ async fn a_running_cluster_reshards_from_8_to_12_shards_without_loss_or_duplicat
         .into_iter()
         .map(|name| gateway(name, &redis_url, &nats_url, &namespace, &mock))
         .collect();
-    let mut workers: Vec<Process> = ["w-0", "w-1"]
+    // One worker is slow: its partitions have a backlog at the switch, so
+    // a guild's last old events could come after its first new ones on the
+    // other worker, were the old partitions not drained first.
+    let mut workers: Vec<Process> = [("w-0", 0), ("w-1", 6)]
         .into_iter()
-        .map(|name| worker(name, &redis_url, &nats_url, &namespace))
+        .map(|(name, handle_ms)| worker(name, &redis_url, &nats_url, &namespace, handle_ms))
         .collect();
     common::wait_mock(&mock, "8 shards run once each", |seen| {
         let live = common::live_shards(seen, FROM);
@@ -322,7 +336,20 @@ async fn a_running_cluster_reshards_from_8_to_12_shards_without_loss_or_duplicat
     }
     assert_eq!(by_guild.len(), GUILDS as usize);
     for (guild, ids) in &sent {
-        assert_eq!(by_guild.get(guild), Some(ids), "guild {guild}: order");
+        if by_guild.get(guild) != Some(ids) {
+            let trace: Vec<String> = messages
+                .iter()
+                .filter(|m| m.guild == *guild)
+                .map(|m| {
+                    let position = ids.iter().position(|id| *id == m.id);
+                    format!("#{position:?} shard {} at {}", m.shard, m.at_us)
+                })
+                .collect();
+            panic!(
+                "guild {guild}: out of order, as handled:\n{}",
+                trace.join("\n")
+            );
+        }
     }
     // Messages after the switch came from the new generation's shard ids.
     let new_shards: HashSet<u32> = messages.iter().map(|m| m.shard).collect();
@@ -427,7 +454,7 @@ async fn a_4011_reshards_the_cluster_to_the_recommended_count() {
         .into_iter()
         .map(|name| gateway_of(name, &redis_url, &nats_url, &namespace, &mock, 2))
         .collect();
-    let mut workers = vec![worker_of("w", &redis_url, &nats_url, &namespace, 2)];
+    let mut workers = vec![worker_of("w", &redis_url, &nats_url, &namespace, 2, 0)];
     common::wait_for("the worker handled every GUILD_CREATE", async || {
         let (_, creates) = handled(&workers);
         (creates.len() == 4).then_some(())

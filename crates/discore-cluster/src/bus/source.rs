@@ -143,20 +143,34 @@ pub struct GetSourceStats;
 #[rtype(result = "()")]
 pub struct StopSource;
 
-/// A move to the partitions of another shard total: first every partition
-/// is handed over, then the old pool is left and, a lease TTL later (every
-/// other worker has left it too, or its leases expired), the new pool's
-/// partitions are claimed. So no partition is consumed by two workers,
-/// one of each pool.
+/// A move to the partitions of another shard total after a re-sharding.
+///
+/// The gateway nodes publish the new generation's first event only once
+/// JetStream acknowledged the old generation's last, so in each partition
+/// the old events come first; a partition's consumer never handles an
+/// event of a newer total before the move (it stops there). Each partition
+/// is drained: consumed until its next event is of the new total (left
+/// for the next owner) or nothing is pending; then it is handed over. Once its partitions are, the worker
+/// leaves the old pool, and it joins the new one when no live worker is
+/// left in the old pool: every other worker has drained too (or died). So
+/// a guild's old events are all handled before any of its new ones,
+/// wherever its partitions land, and no partition is consumed by a worker
+/// of each pool.
 #[derive(Debug)]
 struct Move {
     to: u32,
-    /// When the new pool may be joined, once the old one was left.
-    join_at: Option<Instant>,
+    /// The old pool was left.
+    left: bool,
+    /// A probe of the old pool's members is under way.
+    probing: bool,
+    /// Join anyway by then (a worker that cannot drain).
+    deadline: Instant,
 }
 
 struct Partition {
     stop: watch::Sender<bool>,
+    /// Drain the old generation's events, then end.
+    drain: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
     releasing: bool,
 }
@@ -241,11 +255,20 @@ impl EventSource {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.follow_generation(ctx);
-        if self.moving.is_some() {
-            self.keep_moving();
-            return;
+        if let Some(moving) = &self.moving {
+            if moving.left {
+                self.keep_moving(ctx);
+                return;
+            }
+            // Draining: keep the leases and the membership, claim nothing.
+            self.keep_moving(ctx);
         }
-        let Some(call) = self.leases.start_tick(&Claim::Share, self.stopping) else {
+        let claim = if self.moving.is_some() {
+            Claim::Hold
+        } else {
+            Claim::Share
+        };
+        let Some(call) = self.leases.start_tick(&claim, self.stopping) else {
             return;
         };
         ctx.spawn(
@@ -259,7 +282,7 @@ impl EventSource {
                             for (number, token) in changes.claimed {
                                 source.begin(number, token);
                             }
-                            if !source.stopping {
+                            if !source.stopping && source.moving.is_none() {
                                 source.rebalance(ctx);
                             }
                         }
@@ -309,41 +332,105 @@ impl EventSource {
             self.config.node_id,
             self.config.total
         );
-        self.moving = Some(Move { to, join_at: None });
+        self.moving = Some(Move {
+            to,
+            left: false,
+            probing: false,
+            deadline: Instant::now() + self.config.ack_wait + self.config.lease_ttl,
+        });
         for number in self.partitions.keys().copied().collect::<Vec<_>>() {
-            self.release(number, ctx);
+            self.drain_and_release(number, ctx);
         }
     }
 
-    fn keep_moving(&mut self) {
-        if !self.partitions.is_empty() {
-            return;
-        }
+    fn keep_moving(&mut self, ctx: &mut Context<Self>) {
         let Some(moving) = &mut self.moving else {
             return;
         };
-        match moving.join_at {
-            None => {
-                let leave = self.leases.leave();
-                actix_rt::spawn(async move {
-                    if let Err(error) = leave.await {
-                        log::debug!("leaving the old partition pool failed: {error}");
-                    }
-                });
-                moving.join_at = Some(Instant::now() + self.config.lease_ttl);
-            }
-            Some(at) if Instant::now() >= at => {
-                let to = moving.to;
-                self.moving = None;
-                self.config.total = to;
-                self.leases = pool(&self.redis, &self.config);
-                log::info!(
-                    "worker {}: joined the partitions of {to} shards",
-                    self.config.node_id
+        if !self.partitions.is_empty() || moving.probing {
+            return;
+        }
+        let first = !moving.left;
+        moving.left = true;
+        moving.probing = true;
+        // Leaving again is harmless: it answers who is still in the pool.
+        let leave = self.leases.leave();
+        ctx.spawn(leave.into_actor(self).map(move |answer, source, _| {
+            let Some(moving) = &mut source.moving else {
+                return;
+            };
+            moving.probing = false;
+            if first {
+                log::debug!(
+                    "worker {}: left the old partition pool",
+                    source.config.node_id
                 );
             }
-            Some(_) => {}
+            let others = match answer {
+                Ok(tick) => tick.members,
+                Err(error) => {
+                    log::debug!("leaving the old partition pool failed: {error}");
+                    return;
+                }
+            };
+            if others > 0 && Instant::now() < moving.deadline {
+                return;
+            }
+            let to = moving.to;
+            source.moving = None;
+            source.config.total = to;
+            source.leases = pool(&source.redis, &source.config);
+            log::info!(
+                "worker {}: joined the partitions of {to} shards",
+                source.config.node_id
+            );
+        }));
+    }
+
+    /// Consumes a partition's old-generation events, then releases it.
+    fn drain_and_release(&mut self, number: u32, ctx: &mut Context<Self>) {
+        let Some(partition) = self.partitions.get_mut(&number) else {
+            return;
+        };
+        if partition.releasing {
+            return;
         }
+        let _ = partition.drain.send(true);
+        // Bounded: a partition that cannot drain is stopped where it is.
+        let limit = self.config.ack_wait;
+        ctx.run_later(limit, move |source, _| {
+            if let Some(partition) = source.partitions.get(&number) {
+                log::warn!(
+                    "worker {}: shard {number} not drained in {limit:?}, handed over",
+                    source.config.node_id
+                );
+                let _ = partition.stop.send(true);
+            }
+        });
+        let Some(task) = partition.task.take() else {
+            return;
+        };
+        partition.releasing = true;
+        let Some(token) = self.leases.token(number) else {
+            return;
+        };
+        ctx.spawn(
+            async move {
+                let _ = task.await;
+            }
+            .into_actor(self)
+            .map(move |(), source, _| {
+                if source.leases.holds(number, token) {
+                    source.partitions.remove(&number);
+                    source.leases.release(number);
+                    log::info!(
+                        "worker {}: shard {number} drained and handed over",
+                        source.config.node_id
+                    );
+                }
+                source.maybe_finished();
+            }),
+        );
     }
 
     /// Hands over partitions above the fair share, highest ids first.
@@ -369,6 +456,7 @@ impl EventSource {
             self.config.node_id
         );
         let (stop, stopped) = watch::channel(false);
+        let (drain, drain_to) = watch::channel(false);
         let task = actix_rt::spawn(consume(Consume {
             bus: self.bus.clone(),
             durable: format!("{}-{number}", self.config.group),
@@ -377,11 +465,13 @@ impl EventSource {
             recipient: self.recipient.clone(),
             counters: Arc::clone(&self.counters),
             stop: stopped,
+            drain: drain_to,
         }));
         self.partitions.insert(
             number,
             Partition {
                 stop,
+                drain,
                 task: Some(task),
                 releasing: false,
             },
@@ -530,11 +620,14 @@ struct Consume {
     recipient: Recipient<GatewayEvent>,
     counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
+    /// Set when the worker moves to another shard total: consume this
+    /// total's events (`config.total`), then end.
+    drain: watch::Receiver<bool>,
 }
 
 async fn consume(mut job: Consume) {
     let mut attempt: u32 = 0;
-    let consumer = loop {
+    let mut consumer = loop {
         if *job.stop.borrow() {
             return;
         }
@@ -568,6 +661,7 @@ async fn consume(mut job: Consume) {
             },
             _ = job.stop.changed() => return,
         };
+        let mut fetched = 0_usize;
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
@@ -581,8 +675,20 @@ async fn consume(mut job: Consume) {
                     break;
                 }
             };
+            fetched += 1;
             if *job.stop.borrow() {
                 // Not acknowledged: the next owner gets it.
+                return;
+            }
+            if shard_total(&message).is_some_and(|total| total > job.config.total) {
+                // The cluster re-sharded: this event and the rest of the
+                // partition wait for the worker to move (after every old
+                // event of every partition; see `Move`), for whoever then
+                // owns the partition.
+                log::debug!(
+                    "consumer {}: an event of a new shard total, waiting for the move",
+                    job.durable
+                );
                 return;
             }
             if !handle(&job, &message, &mut last).await {
@@ -590,6 +696,15 @@ async fn consume(mut job: Consume) {
             }
             if let Err(error) = message.double_ack().await {
                 log::warn!("consumer {}: acknowledging failed: {error}", job.durable);
+            }
+        }
+        let draining = *job.drain.borrow();
+        if draining && fetched == 0 {
+            // Nothing came: drained if nothing is left either.
+            match consumer.info().await {
+                Ok(info) if info.num_pending == 0 && info.num_ack_pending == 0 => return,
+                Ok(_) => {}
+                Err(error) => log::debug!("consumer {}: {error}", job.durable),
             }
         }
     }
@@ -646,6 +761,12 @@ async fn handle(
         *last = Some((session, sequence));
     }
     true
+}
+
+/// The shard total a message's header names.
+fn shard_total(message: &jetstream::Message) -> Option<u32> {
+    let header = message.headers.as_ref()?.get(HEADER_SHARD)?;
+    header.as_str().split_once('/')?.1.parse().ok()
 }
 
 struct Decoded {

@@ -21,7 +21,7 @@ use crate::{
     node::fleet::{FleetNode, FleetPart, GetFleetPart, RetireFleet},
     redis_conn::ClusterRedis,
     reshard::{
-        matching::{Key, Mark, OldGeneration},
+        matching::{Key, Mark, OldGeneration, RecordWire},
         state::{self, Stage, Step},
     },
     status::LeaseState,
@@ -49,6 +49,9 @@ pub(super) struct Progress {
     heads_written: HashSet<u32>,
     draining: HashMap<u32, Instant>,
     recorded: HashSet<u32>,
+    /// Records taken from the publisher and not yet written (the gate is
+    /// silent once it hands its record over: a failed write retries this).
+    unwritten: HashMap<u32, RecordWire>,
     released: HashSet<u32>,
     old: Option<Arc<OldGeneration>>,
 }
@@ -325,27 +328,35 @@ impl Stepper {
                 self.gate(GateCall::Drain(shard, heads)).await?;
                 self.progress.draining.insert(number, Instant::now());
             }
-            let since = self.progress.draining[&number];
-            let force = report.failed || since.elapsed() >= DRAIN_LIMIT;
-            if force && !report.failed {
-                log::warn!("shard {shard}: heads not reached in {DRAIN_LIMIT:?}, silenced");
-            }
-            let record = match self.gate(GateCall::TakeRecord(shard, force)).await? {
-                GateAnswer::Record(record) => record,
-                _ => None,
+            let record = match self.progress.unwritten.get(&number) {
+                Some(record) => record.clone(),
+                None => {
+                    let since = self.progress.draining[&number];
+                    let force = report.failed || since.elapsed() >= DRAIN_LIMIT;
+                    if force && !report.failed {
+                        log::warn!("shard {shard}: heads not reached in {DRAIN_LIMIT:?}, silenced");
+                    }
+                    let record = match self.gate(GateCall::TakeRecord(shard, force)).await? {
+                        GateAnswer::Record(record) => record,
+                        _ => None,
+                    };
+                    let record = match (record, &self.publisher) {
+                        (Some(record), _) => record,
+                        // Without a bus there is nothing to record.
+                        (None, None) => RecordWire::default(),
+                        (None, Some(_)) => continue,
+                    };
+                    if let Some(publisher) = &self.publisher {
+                        // What it published is stored before the new
+                        // generation's first event is.
+                        let _ = publisher.send(FlushPublisher).await;
+                    }
+                    self.progress.unwritten.insert(number, record.clone());
+                    record
+                }
             };
-            let record = match (record, &self.publisher) {
-                (Some(record), _) => record,
-                // Without a bus there is nothing to record.
-                (None, None) => crate::reshard::matching::RecordWire::default(),
-                (None, Some(_)) => continue,
-            };
-            if let Some(publisher) = &self.publisher {
-                // What it published is stored before the new generation's
-                // first event is.
-                let _ = publisher.send(FlushPublisher).await;
-            }
             state::write_record(&self.redis, to, number, &record).await?;
+            self.progress.unwritten.remove(&number);
             self.progress.recorded.insert(number);
         }
         if state::members(&self.redis, to, Step::RecordsWritten)
