@@ -7,7 +7,11 @@
 //!   ([`cluster_status`]). A [`ClusterNode`] ties them together: it claims a
 //!   fixed range or a fair share of the shards, runs them, hands them over
 //!   on shutdown or rebalancing (resumed, not identified) and takes over the
-//!   shards of a process that died.
+//!   shards of a process that died. When Discord asks for more shards
+//!   (4011) or an operator does ([`ReshardCluster`],
+//!   [`CommandClient::reshard`]), the cluster re-shards without downtime:
+//!   the new total's fleet starts beside the old one and delivery switches
+//!   with no event lost or published twice.
 //! - **An event bus on NATS JetStream** ([`EventBus`]): gateway nodes
 //!   publish every dispatch ([`EventPublisher`]); worker processes consume
 //!   them with an [`EventSource`] that delivers the same [`GatewayEvent`]
