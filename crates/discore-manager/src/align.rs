@@ -19,7 +19,6 @@
 //! shard holding it had failed) keeps its GUILD_CREATE.
 
 use discore_gateway::{Dispatch, EventFilter, EventType};
-use serde::Deserialize;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, PoisonError},
@@ -63,41 +62,12 @@ pub(crate) fn same_event(a: &Dispatch, b: &Dispatch) -> bool {
     }
 }
 
-/// A snowflake as Discord sends it: a string (or, rarely, a number).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Snowflake {
-    Text(String),
-    Number(u64),
-}
-
-impl Snowflake {
-    fn get(&self) -> Option<u64> {
-        match self {
-            Self::Text(text) => text.parse().ok(),
-            Self::Number(number) => Some(*number),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct GuildFields {
-    #[serde(default)]
-    guild_id: Option<Snowflake>,
-    #[serde(default)]
-    id: Option<Snowflake>,
-}
-
 /// The guild an event belongs to.
 pub(crate) fn guild_of(dispatch: &Dispatch) -> Key {
     match dispatch {
         Dispatch::Known { event, .. } => known_guild(event),
         Dispatch::Raw(raw) => {
-            let fields: GuildFields = serde_json::from_str(raw.data.get()).ok()?;
-            // The guild events name their guild `id`, every other event `guild_id`.
-            let own_id = matches!(&*raw.name, "GUILD_CREATE" | "GUILD_UPDATE" | "GUILD_DELETE");
-            let field = if own_id { fields.id } else { fields.guild_id };
-            field.as_ref().and_then(Snowflake::get)
+            discore_protocol::guild_of_dispatch(&raw.name, raw.data.get().as_bytes())
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Which shard a guild belongs to (`docs/protocol.md`, "Sharding").
+//! Which shard a guild belongs to (`docs/protocol.md`, "Sharding"), and
+//! which guild a dispatch belongs to.
+
+use serde::Deserialize;
 
 /// The shard of `guild_id` among `total` shards: `(guild_id >> 22) % total`.
 ///
@@ -9,9 +12,60 @@ pub const fn shard_for_guild(guild_id: u64, total: u32) -> u32 {
     ((guild_id >> 22) % total) as u32
 }
 
+/// A snowflake as Discord sends it: a string (or, rarely, a number).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Snowflake {
+    Text(String),
+    Number(u64),
+}
+
+impl Snowflake {
+    fn get(&self) -> Option<u64> {
+        match self {
+            Self::Text(text) => text.parse().ok(),
+            Self::Number(number) => Some(*number),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GuildFields {
+    #[serde(default)]
+    guild_id: Option<Snowflake>,
+    #[serde(default)]
+    id: Option<Snowflake>,
+}
+
+/// The guild a dispatch named `event` with data `data` (its `d`) belongs
+/// to, read from the JSON: `id` for the guild events themselves
+/// (GUILD_CREATE, GUILD_UPDATE, GUILD_DELETE), `guild_id` for every other
+/// one. `None` for guildless events and data that is not a JSON object.
+pub fn guild_of_dispatch(event: &str, data: &[u8]) -> Option<u64> {
+    let fields: GuildFields = serde_json::from_slice(data).ok()?;
+    let own_id = matches!(event, "GUILD_CREATE" | "GUILD_UPDATE" | "GUILD_DELETE");
+    let field = if own_id { fields.id } else { fields.guild_id };
+    field.as_ref().and_then(Snowflake::get)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shard_for_guild;
+    use super::{guild_of_dispatch, shard_for_guild};
+
+    #[test]
+    fn the_guild_of_a_dispatch() {
+        assert_eq!(
+            guild_of_dispatch("MESSAGE_CREATE", br#"{"id":"1","guild_id":"7"}"#),
+            Some(7)
+        );
+        assert_eq!(guild_of_dispatch("GUILD_CREATE", br#"{"id":"9"}"#), Some(9));
+        assert_eq!(guild_of_dispatch("X", br#"{"guild_id":12}"#), Some(12));
+        assert_eq!(
+            guild_of_dispatch("TYPING_START", br#"{"user_id":"1"}"#),
+            None
+        );
+        assert_eq!(guild_of_dispatch("X", b"[1]"), None);
+    }
 
     #[test]
     fn formula() {

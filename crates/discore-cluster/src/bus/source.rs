@@ -396,10 +396,16 @@ impl EventSource {
             return;
         }
         let _ = partition.drain.send(true);
-        // Bounded: a partition that cannot drain is stopped where it is.
+        // Bounded: a partition that cannot drain is stopped where it is
+        // (this one, under this lease: the number may be claimed again in
+        // the new pool by then).
         let limit = self.config.ack_wait;
+        let token = self.leases.token(number);
         ctx.run_later(limit, move |source, _| {
-            if let Some(partition) = source.partitions.get(&number) {
+            if token.is_some()
+                && source.leases.token(number) == token
+                && let Some(partition) = source.partitions.get(&number)
+            {
                 log::warn!(
                     "worker {}: shard {number} not drained in {limit:?}, handed over",
                     source.config.node_id
@@ -407,30 +413,7 @@ impl EventSource {
                 let _ = partition.stop.send(true);
             }
         });
-        let Some(task) = partition.task.take() else {
-            return;
-        };
-        partition.releasing = true;
-        let Some(token) = self.leases.token(number) else {
-            return;
-        };
-        ctx.spawn(
-            async move {
-                let _ = task.await;
-            }
-            .into_actor(self)
-            .map(move |(), source, _| {
-                if source.leases.holds(number, token) {
-                    source.partitions.remove(&number);
-                    source.leases.release(number);
-                    log::info!(
-                        "worker {}: shard {number} drained and handed over",
-                        source.config.node_id
-                    );
-                }
-                source.maybe_finished();
-            }),
-        );
+        self.hand_over_when_done(number, "drained and handed over", ctx);
     }
 
     /// Hands over partitions above the fair share, highest ids first.
@@ -499,8 +482,16 @@ impl EventSource {
         if partition.releasing {
             return;
         }
-        partition.releasing = true;
         let _ = partition.stop.send(true);
+        self.hand_over_when_done(number, "handed over", ctx);
+    }
+
+    /// Releases the lease of a partition once its consumption ended.
+    fn hand_over_when_done(&mut self, number: u32, what: &'static str, ctx: &mut Context<Self>) {
+        let Some(partition) = self.partitions.get_mut(&number) else {
+            return;
+        };
+        partition.releasing = true;
         let task = partition.task.take();
         let Some(token) = self.leases.token(number) else {
             return;
@@ -516,10 +507,7 @@ impl EventSource {
                 if source.leases.holds(number, token) {
                     source.partitions.remove(&number);
                     source.leases.release(number);
-                    log::info!(
-                        "worker {}: handed shard {number} over",
-                        source.config.node_id
-                    );
+                    log::info!("worker {}: shard {number} {what}", source.config.node_id);
                 }
                 source.maybe_finished();
             }),

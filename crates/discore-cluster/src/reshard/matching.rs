@@ -133,38 +133,9 @@ impl Seen {
     }
 }
 
-/// A snowflake as Discord sends it: a string (or, rarely, a number).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Snowflake {
-    Text(String),
-    Number(u64),
-}
-
-impl Snowflake {
-    fn get(&self) -> Option<u64> {
-        match self {
-            Self::Text(text) => text.parse().ok(),
-            Self::Number(number) => Some(*number),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct GuildFields {
-    #[serde(default)]
-    guild_id: Option<Snowflake>,
-    #[serde(default)]
-    id: Option<Snowflake>,
-}
-
-/// The guild an event belongs to: `id` for the guild events themselves,
-/// `guild_id` for every other one.
+/// The guild an event belongs to.
 pub(crate) fn guild_of(name: &str, data: &[u8]) -> Key {
-    let fields: GuildFields = serde_json::from_slice(data).ok()?;
-    let own_id = matches!(name, "GUILD_CREATE" | "GUILD_UPDATE" | "GUILD_DELETE");
-    let field = if own_id { fields.id } else { fields.guild_id };
-    field.as_ref().and_then(Snowflake::get)
+    discore_protocol::guild_of_dispatch(name, data)
 }
 
 /// What an old shard published during a re-sharding, per guild, oldest

@@ -129,6 +129,16 @@ fn corrupt(detail: impl Into<String>) -> ClusterError {
     }
 }
 
+/// The stage a record names (none yet: serving).
+fn stage_of(name: Option<&str>) -> Result<Stage, ClusterError> {
+    match name {
+        Some("serving") | None => Ok(Stage::Serving),
+        Some("starting") => Ok(Stage::Starting),
+        Some("switching") => Ok(Stage::Switching),
+        Some(other) => Err(corrupt(format!("unknown stage {other}"))),
+    }
+}
+
 /// Reads the generation record, creating it with `total` if there is none.
 pub(crate) async fn read_or_init(
     redis: &ClusterRedis,
@@ -147,16 +157,10 @@ pub(crate) async fn read_or_init(
         text.map(|t| t.parse().map_err(|_| corrupt(format!("not a total: {t}"))))
             .transpose()
     };
-    let stage = match stage.as_deref() {
-        Some("serving") | None => Stage::Serving,
-        Some("starting") => Stage::Starting,
-        Some("switching") => Stage::Switching,
-        Some(other) => return Err(corrupt(format!("unknown stage {other}"))),
-    };
     Ok(Generation {
+        stage: stage_of(stage.as_deref())?,
         total: number(serving)?.unwrap_or(total),
         next: number(next)?,
-        stage,
     })
 }
 
@@ -178,11 +182,7 @@ pub(crate) async fn read(redis: &ClusterRedis) -> Result<Option<Generation>, Clu
     let Some(total) = total else {
         return Ok(None);
     };
-    let stage = match stage.as_deref() {
-        Some("starting") => Stage::Starting,
-        Some("switching") => Stage::Switching,
-        _ => Stage::Serving,
-    };
+    let stage = stage_of(stage.as_deref())?;
     Ok(Some(Generation { total, next, stage }))
 }
 
