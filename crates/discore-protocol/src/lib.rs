@@ -29,7 +29,7 @@ pub use close_code::{CloseAction, CloseCode, ShardFailureReason};
 pub use envelope::{Envelope, EnvelopeError, PayloadData};
 pub use error_chain::ErrorChain;
 pub use opcode::OpCode;
-pub use routing::{guild_of_dispatch, shard_for_guild};
+pub use routing::{guild_of_dispatch, guild_of_dispatch_value, shard_for_guild};
 pub use session::Session;
 pub use token::{InvalidToken, Token};
 pub use twilight_model::gateway::{Intents, ShardId};

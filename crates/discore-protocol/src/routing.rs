@@ -42,15 +42,42 @@ struct GuildFields {
 /// (GUILD_CREATE, GUILD_UPDATE, GUILD_DELETE), `guild_id` for every other
 /// one. `None` for guildless events and data that is not a JSON object.
 pub fn guild_of_dispatch(event: &str, data: &[u8]) -> Option<u64> {
+    // Only an object names a guild (serde would read an array as the
+    // fields in order).
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let fields: GuildFields = serde_json::from_slice(data).ok()?;
-    let own_id = matches!(event, "GUILD_CREATE" | "GUILD_UPDATE" | "GUILD_DELETE");
-    let field = if own_id { fields.id } else { fields.guild_id };
+    let field = if names_its_guild_id(event) {
+        fields.id
+    } else {
+        fields.guild_id
+    };
     field.as_ref().and_then(Snowflake::get)
+}
+
+/// [`guild_of_dispatch`] for data already parsed.
+pub fn guild_of_dispatch_value(event: &str, data: &serde_json::Value) -> Option<u64> {
+    let field = if names_its_guild_id(event) {
+        "id"
+    } else {
+        "guild_id"
+    };
+    match data.get(field)? {
+        serde_json::Value::String(text) => text.parse().ok(),
+        serde_json::Value::Number(number) => number.as_u64(),
+        _ => None,
+    }
+}
+
+/// The guild events name their guild `id`, every other event `guild_id`.
+fn names_its_guild_id(event: &str) -> bool {
+    matches!(event, "GUILD_CREATE" | "GUILD_UPDATE" | "GUILD_DELETE")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{guild_of_dispatch, shard_for_guild};
+    use super::{guild_of_dispatch, guild_of_dispatch_value, shard_for_guild};
 
     #[test]
     fn the_guild_of_a_dispatch() {
@@ -65,6 +92,20 @@ mod tests {
             None
         );
         assert_eq!(guild_of_dispatch("X", b"[1]"), None);
+        assert_eq!(guild_of_dispatch("X", b" \n[\"7\"]"), None);
+        for (event, data) in [
+            ("MESSAGE_CREATE", r#"{"id":"1","guild_id":"7"}"#),
+            ("GUILD_CREATE", r#"{"id":"9"}"#),
+            ("X", r#"{"guild_id":12}"#),
+            ("TYPING_START", r#"{"user_id":"1"}"#),
+        ] {
+            let value: serde_json::Value = serde_json::from_str(data).expect("JSON");
+            assert_eq!(
+                guild_of_dispatch_value(event, &value),
+                guild_of_dispatch(event, data.as_bytes()),
+                "{event} {data}"
+            );
+        }
     }
 
     #[test]

@@ -33,15 +33,21 @@ pub(crate) type Key = Option<u64>;
 pub(crate) struct Mark(u128);
 
 impl Mark {
-    /// Digests `name` and `data` (the dispatch's `d`). Objects are digested
-    /// with their keys sorted; data that is not JSON is digested as bytes.
+    /// Digests `name` and `data` (the dispatch's `d`).
+    #[cfg(test)]
     pub(crate) fn of(name: &str, data: &[u8]) -> Self {
+        Self::digest(name, serde_json::from_slice(data).ok().as_ref(), data)
+    }
+
+    /// Digests `name` and the data: its parsed `value` with object keys
+    /// sorted, or its bytes when it is not JSON.
+    fn digest(name: &str, value: Option<&Value>, data: &[u8]) -> Self {
         let mut digest = sha1_smol::Sha1::new();
         digest.update(name.as_bytes());
         digest.update(&[0]);
-        match serde_json::from_slice::<Value>(data) {
-            Ok(value) => digest_value(&mut digest, &value),
-            Err(_) => {
+        match value {
+            Some(value) => digest_value(&mut digest, value),
+            None => {
                 digest.update(b"bytes:");
                 digest.update(data);
             }
@@ -118,8 +124,12 @@ pub(crate) struct Seen {
 
 impl Seen {
     /// Reads what the matching needs from a dispatch's name and data.
+    /// The data is parsed once, for the guild and the digest.
     pub(crate) fn of(name: &str, data: &[u8]) -> Self {
-        let key = guild_of(name, data);
+        let value = serde_json::from_slice::<Value>(data).ok();
+        let key = value
+            .as_ref()
+            .and_then(|value| discore_protocol::guild_of_dispatch_value(name, value));
         let kind = match name {
             "READY" | "RESUMED" => Kind::SessionStart,
             "GUILD_CREATE" => key.map_or(Kind::Other, Kind::GuildCreate),
@@ -127,15 +137,10 @@ impl Seen {
         };
         Self {
             key,
-            mark: Mark::of(name, data),
+            mark: Mark::digest(name, value.as_ref(), data),
             kind,
         }
     }
-}
-
-/// The guild an event belongs to.
-pub(crate) fn guild_of(name: &str, data: &[u8]) -> Key {
-    discore_protocol::guild_of_dispatch(name, data)
 }
 
 /// What an old shard published during a re-sharding, per guild, oldest
