@@ -11,7 +11,7 @@ use crate::bus::Job;
 use discore_gateway::{Dispatch, DispatchEvent, GatewayEvent};
 use discore_protocol::ShardId;
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     sync::Arc,
 };
 
@@ -116,21 +116,20 @@ impl Gates {
     /// Passes a job through its shard's gate: `Ok` to publish it now,
     /// `Err` for what the gate decided instead.
     pub(crate) fn admit(&mut self, job: Job) -> Result<Job, Passage> {
-        let shard = job.shard;
-        if !self.gates.contains_key(&shard) {
-            match self.overlap {
-                Some((from, _)) if shard.total() == from => {
-                    self.gates
-                        .insert(shard, Gate::Record(Record::new(RECORD_CAPACITY)));
-                }
-                Some((_, to)) if shard.total() == to => {
-                    self.gates.insert(shard, Gate::Hold(Vec::new()));
-                }
-                _ => return Ok(job),
-            }
-        }
-        let Some(gate) = self.gates.get_mut(&shard) else {
+        // Outside a re-sharding nothing is gated: one check per event.
+        if self.overlap.is_none() && self.gates.is_empty() {
             return Ok(job);
+        }
+        let shard = job.shard;
+        let gate = match self.gates.entry(shard) {
+            Entry::Occupied(gate) => gate.into_mut(),
+            Entry::Vacant(slot) => match self.overlap {
+                Some((from, _)) if shard.total() == from => {
+                    slot.insert(Gate::Record(Record::new(RECORD_CAPACITY)))
+                }
+                Some((_, to)) if shard.total() == to => slot.insert(Gate::Hold(Vec::new())),
+                _ => return Ok(job),
+            },
         };
         if matches!(gate, Gate::Pass) {
             return Ok(job);
