@@ -114,7 +114,11 @@ impl Emitter {
         let thread = std::thread::spawn(move || {
             let deadline = Instant::now() + TIMEOUT * 3;
             while !flag.load(Ordering::Acquire) && Instant::now() < deadline {
+                // A round holds the record, and the pause is checked under
+                // it: once `pause(true)` got the record, no round runs.
+                let mut posted = record.lock().expect("lock");
                 if paused.load(Ordering::Acquire) {
+                    drop(posted);
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -127,9 +131,10 @@ impl Emitter {
                         .and_then(|s| s.parse().ok())
                         .expect("a message id");
                     if !deliveries.is_empty() {
-                        record.lock().expect("lock").push((guild, id));
+                        posted.push((guild, id));
                     }
                 }
+                drop(posted);
                 *count.lock().expect("lock") += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -143,9 +148,12 @@ impl Emitter {
         }
     }
 
-    /// Pauses after the current round (or resumes).
+    /// Pauses (once the round under way ends, before this returns) or
+    /// resumes.
     fn pause(&self, paused: bool) {
         self.pause.store(paused, Ordering::Release);
+        // Waits for the round under way, if any.
+        drop(self.posted.lock().expect("lock"));
     }
 
     /// What was posted so far.
@@ -403,12 +411,30 @@ async fn a_running_cluster_reshards_from_8_to_12_shards_without_loss_or_duplicat
 /// then checks each was handled exactly once and, per guild, in order.
 async fn assert_handled_once_in_order(workers: &[Process], expected: &[(u64, u64)]) {
     let wanted: HashSet<(u64, u64)> = expected.iter().copied().collect();
-    common::wait_for("the workers handled every message", async || {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
         let (messages, _) = handled(workers);
         let seen: HashSet<(u64, u64)> = messages.iter().map(|m| (m.guild, m.id)).collect();
-        wanted.is_subset(&seen).then_some(())
-    })
-    .await;
+        if wanted.is_subset(&seen) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for worker in workers {
+                let _ = std::fs::write(worker.log.with_extension("out"), worker.lines().join("\n"));
+            }
+            let missing: Vec<(usize, &(u64, u64))> = expected
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !seen.contains(m))
+                .collect();
+            panic!(
+                "{} of {} messages never handled: {missing:?}",
+                missing.len(),
+                expected.len()
+            );
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     let (messages, _) = handled(workers);
     assert_eq!(messages.len(), expected.len(), "every message exactly once");
@@ -469,10 +495,11 @@ async fn a_4011_reshards_the_cluster_to_the_recommended_count() {
     // The emulator drops what it had queued for a session it closes with
     // 4011: pause while the guilds grow, so every message counted was sent.
     emitter.pause(true);
-    let before = emitter.posted();
+    let before: HashSet<(u64, u64)> = emitter.posted().into_iter().collect();
     common::wait_for("the messages so far", async || {
         let (messages, _) = handled(&workers);
-        (messages.len() >= before.len()).then_some(())
+        let seen: HashSet<(u64, u64)> = messages.iter().map(|m| (m.guild, m.id)).collect();
+        before.is_subset(&seen).then_some(())
     })
     .await;
     let added = mock.add_guilds(2);
