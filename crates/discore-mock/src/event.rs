@@ -94,6 +94,15 @@ pub(crate) struct Event {
     pub(crate) guild: Option<u64>,
 }
 
+/// `value` as JSON text. `serde_json::to_vec` writes straight into the
+/// buffer; `Value`'s `Display` goes through the formatting machinery, a few
+/// times slower, which showed when a benchmark dispatched 50,000 events a
+/// second.
+fn json_bytes(value: &Value) -> Bytes {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    serde_json::to_vec(value).map_or_else(|_| Bytes::from(value.to_string()), Bytes::from)
+}
+
 impl Event {
     /// Builds an event from JSON, deriving guild, intent and the blanked
     /// variant from the data, as Discord would.
@@ -110,10 +119,10 @@ impl Event {
         {
             intent = 0;
         }
-        let blanked = blank_content(name, data, bot_id).map(|v| Bytes::from(v.to_string()));
+        let blanked = blank_content(name, data, bot_id).map(|v| json_bytes(&v));
         Self {
             name: Arc::from(name),
-            data: Bytes::from(data.to_string()),
+            data: json_bytes(data),
             blanked,
             intent,
             guild,
@@ -124,7 +133,7 @@ impl Event {
     pub(crate) fn plain(name: &str, data: &Value, guild: Option<u64>) -> Self {
         Self {
             name: Arc::from(name),
-            data: Bytes::from(data.to_string()),
+            data: json_bytes(data),
             blanked: None,
             intent: 0,
             guild,

@@ -59,6 +59,7 @@ mod payloads;
 mod rate;
 mod rest;
 mod server;
+mod session_index;
 mod state;
 mod store;
 mod token;

@@ -134,6 +134,10 @@ impl MockServer {
                 .configure(routes)
         })
         .workers(workers)
+        // A gateway writes small frames one at a time; with Nagle's
+        // algorithm each would wait for the client's delayed ACK (up to
+        // 40 ms on Linux) whenever the previous one is unacknowledged.
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(2)
         .client_disconnect_timeout(Duration::from_millis(250))
@@ -386,9 +390,12 @@ impl MockServer {
     /// message content is blanked as for real events. Returns where it went
     /// and the sequence number it got in each session.
     pub fn dispatch(&self, target: Option<&Target>, event: &str, data: &Value) -> Vec<Delivery> {
-        let mut state = self.shared.lock();
-        let event = Event::from_value(event, data, state.world.bot_id);
-        state.route(&event, target, Instant::now())
+        // Serialized outside the lock: connection tasks take the same lock
+        // to drain their outboxes, and a caller dispatching in a loop would
+        // otherwise hold it nearly all the time.
+        let bot_id = self.shared.lock().world.bot_id;
+        let event = Event::from_value(event, data, bot_id);
+        self.shared.lock().route(&event, target, Instant::now())
     }
 
     /// Dispatches an event to the sessions owning `guild_id`.

@@ -16,6 +16,7 @@ use crate::{
         ResumeRecord, SessionRecord, Violation, ViolationKind,
     },
     payloads,
+    session_index::SessionIndex,
     store::{GuildOverlay, Store},
     world::{World, shard_of},
 };
@@ -57,8 +58,10 @@ impl Shared {
 
     /// Locks the state. A panic while holding the lock does not make the
     /// emulator unusable: the data is still consistent enough for a test.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn lock(&self) -> StateGuard<'_> {
+        StateGuard(Some(
+            self.state.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 
     /// Time since the server started.
@@ -129,6 +132,45 @@ impl Written {
     }
 }
 
+/// The locked state. Connection tasks woken by what was done under the
+/// lock are woken after it is released: a wake-up can be a system call,
+/// and the tasks it wakes take this same lock first thing.
+pub(crate) struct StateGuard<'a>(Option<MutexGuard<'a, State>>);
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.0
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut state) = self.0.take() else {
+            return;
+        };
+        if state.wakes.is_empty() {
+            return;
+        }
+        let wakes = std::mem::take(&mut state.wakes);
+        drop(state);
+        for wake in wakes {
+            wake.notify_one();
+        }
+    }
+}
+
 /// One gateway session.
 pub(crate) struct Session {
     pub(crate) id: String,
@@ -148,10 +190,6 @@ pub(crate) struct Session {
 impl Session {
     fn alive(&self, now: Instant) -> bool {
         self.connection.is_some() || self.expires_at.is_some_and(|at| at > now)
-    }
-
-    fn owns_guild(&self, guild: u64) -> bool {
-        shard_of(guild, self.shard[1]) == self.shard[0]
     }
 
     /// Assigns the next sequence number, keeps the dispatch for replay and
@@ -253,6 +291,11 @@ pub(crate) struct State {
     pub(crate) config: Arc<MockConfig>,
     pub(crate) world: Arc<World>,
     pub(crate) sessions: HashMap<String, Session>,
+    /// The sessions by shard: kept with `sessions`, which only `insert`,
+    /// `purge` and `destroy_session` change.
+    session_index: SessionIndex,
+    /// Connection tasks to wake once the lock is released.
+    wakes: Vec<Arc<Notify>>,
     pub(crate) connections: HashMap<ConnectionId, ConnHandle>,
     pub(crate) observed: Observed,
     buckets: HashMap<u32, Instant>,
@@ -293,6 +336,8 @@ impl State {
         Self {
             world: Arc::new(world),
             sessions: HashMap::new(),
+            session_index: SessionIndex::default(),
+            wakes: Vec::new(),
             connections: HashMap::new(),
             observed: Observed::default(),
             buckets: HashMap::new(),
@@ -376,14 +421,15 @@ impl State {
 
     /// Marks expired sessions dead.
     pub(crate) fn purge(&mut self, now: Instant) {
-        let expired: Vec<(String, u64)> = self
+        let expired: Vec<(String, u64, [u32; 2])> = self
             .sessions
             .values()
             .filter(|s| !s.alive(now))
-            .map(|s| (s.id.clone(), s.number))
+            .map(|s| (s.id.clone(), s.number, s.shard))
             .collect();
-        for (id, number) in expired {
+        for (id, number, shard) in expired {
             self.sessions.remove(&id);
+            self.session_index.remove(shard, &id);
             if let Some(record) = self.observed.session_mut(number) {
                 record.alive = false;
                 record.connection = None;
@@ -422,28 +468,35 @@ impl State {
             } else {
                 session.outbox.push_back(stored);
                 if let Some(handle) = self.connections.get(&connection) {
-                    handle.wake.notify_one();
+                    self.wakes.push(Arc::clone(&handle.wake));
                 }
             }
         }
         Some(delivery)
     }
 
-    /// Sessions an event for `target` goes to.
+    /// Sessions an event for `target` goes to, in id order.
     fn sessions_for(&self, target: &Target, now: Instant) -> Vec<String> {
-        let mut ids: Vec<&Session> = self
-            .sessions
-            .values()
-            .filter(|s| s.alive(now))
-            .filter(|s| match target {
-                Target::All => true,
-                Target::Shard(shard) => s.shard[0] == *shard,
-                Target::Connection(c) => s.connection == Some(*c),
-                Target::Guild(g) => s.owns_guild(*g),
-            })
-            .collect();
-        ids.sort_by(|a, b| a.id.cmp(&b.id));
-        ids.into_iter().map(|s| s.id.clone()).collect()
+        let alive = |id: &&str| self.sessions.get(*id).is_some_and(|s| s.alive(now));
+        let mut ids: Vec<&str> = match target {
+            Target::All => self
+                .sessions
+                .keys()
+                .map(String::as_str)
+                .filter(alive)
+                .collect(),
+            Target::Shard(shard) => self.session_index.of_shard(*shard).filter(alive).collect(),
+            Target::Guild(guild) => self.session_index.of_guild(*guild).filter(alive).collect(),
+            Target::Connection(c) => self
+                .sessions
+                .values()
+                .filter(|s| s.connection == Some(*c))
+                .map(|s| s.id.as_str())
+                .filter(alive)
+                .collect(),
+        };
+        ids.sort_unstable();
+        ids.into_iter().map(str::to_owned).collect()
     }
 
     /// Routes an event: to `target`, or else to the sessions owning its
@@ -590,6 +643,7 @@ impl State {
         self.session_counter += 1;
         let session_id = payloads::hex_id(self.config.seed, self.session_counter);
         let written = Arc::new(Written::default());
+        self.session_index.add(shard, &session_id);
         self.sessions.insert(
             session_id.clone(),
             Session {
@@ -810,11 +864,12 @@ impl State {
     /// Invalidates a session (op 9 false sent by the emulator, or a close
     /// code after which it cannot be resumed).
     pub(crate) fn destroy_session(&mut self, session_id: &str) {
-        if let Some(session) = self.sessions.remove(session_id)
-            && let Some(record) = self.observed.session_mut(session.number)
-        {
-            record.alive = false;
-            record.connection = None;
+        if let Some(session) = self.sessions.remove(session_id) {
+            self.session_index.remove(session.shard, session_id);
+            if let Some(record) = self.observed.session_mut(session.number) {
+                record.alive = false;
+                record.connection = None;
+            }
         }
         for handle in self.connections.values_mut() {
             if handle.session.as_deref() == Some(session_id) {
