@@ -139,6 +139,11 @@ impl Emulator {
         Ok(emulator)
     }
 
+    /// CPU time the emulator process used so far (all its threads).
+    pub fn cpu_time(&self) -> Duration {
+        crate::stats::cpu_time_of(&self.child.id().to_string())
+    }
+
     /// The discovery URL, `ws://127.0.0.1:PORT/`.
     pub fn gateway_url(&self) -> &str {
         &self.gateway_url

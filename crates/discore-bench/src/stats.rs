@@ -5,7 +5,13 @@ use std::time::Duration;
 /// CPU time (user + system, all threads) this process used so far, from
 /// `/proc/self/stat` (10 ms resolution).
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_of("self")
+}
+
+/// CPU time (user + system, all threads) process `pid` (or `"self"`) used
+/// so far, from `/proc/<pid>/stat` (10 ms resolution; zero when unreadable).
+pub fn cpu_time_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name start at field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = rest.split_whitespace().collect();
