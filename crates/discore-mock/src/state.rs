@@ -41,7 +41,20 @@ pub(crate) struct Shared {
     /// The resume listener's address (READY's `resume_gateway_url`).
     pub(crate) resume_addr: OnceLock<SocketAddr>,
     state: Mutex<State>,
+    /// Flood payloads by what decides them (see `gateway::flood`), kept
+    /// apart from `state` so that building them never holds its lock.
+    pub(crate) flood_pools: Mutex<FloodPools>,
 }
+
+/// The key of a flood pool: the world it was built from (its address; the
+/// entry holds that world, so the address is not reused while it exists),
+/// the guilds (indices) of the shard, the session's intents.
+pub(crate) type FloodPoolKey = (usize, Vec<usize>, u64);
+
+/// Pools of encoded flood payloads, shared by the connections whose pools
+/// would be equal: of 1,000 shards over 64 guilds, most own no guild.
+#[derive(Default)]
+pub(crate) struct FloodPools(pub(crate) HashMap<FloodPoolKey, (Arc<World>, Arc<[Bytes]>)>);
 
 impl Shared {
     pub(crate) fn new(config: MockConfig) -> Self {
@@ -49,6 +62,7 @@ impl Shared {
         let now = Instant::now();
         Self {
             state: Mutex::new(State::new(Arc::clone(&config), now)),
+            flood_pools: Mutex::new(FloodPools::default()),
             config,
             started: now,
             addr: OnceLock::new(),

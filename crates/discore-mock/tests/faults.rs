@@ -360,16 +360,20 @@ async fn traffic_generator() {
 }
 
 /// A flood sends K MESSAGE_CREATEs with consecutive sequence numbers, as
-/// fast as the client reads, plain and compressed.
+/// fast as the client reads, plain and compressed. Floods share payload
+/// pools between equal sessions, never between sessions whose intents
+/// differ: without MESSAGE_CONTENT the content stays blank.
 #[actix_rt::test]
 async fn flood_mode() {
     let mock = start(config().guilds(2)).await;
-    for query in [
-        "v=10&encoding=json",
-        "v=10&encoding=json&compress=zlib-stream",
+    let guilds: Vec<String> = mock.guild_ids().iter().map(u64::to_string).collect();
+    for (query, intents) in [
+        ("v=10&encoding=json", 1 | 512 | 32768),
+        ("v=10&encoding=json&compress=zlib-stream", 1 | 512 | 32768),
+        ("v=10&encoding=json", 1 | 512),
     ] {
         let mut client = connect(&mock.gateway_url(), query).await;
-        client.ready(1 | 512 | 32768, None).await;
+        client.ready(intents, None).await;
         client.dispatches(2).await;
         let first = client.seq.expect("seq") + 1;
         let id = mock.observed().last_connection().expect("connection").id;
@@ -378,6 +382,10 @@ async fn flood_mode() {
         for (i, message) in messages.iter().enumerate() {
             assert_eq!(message["t"], "MESSAGE_CREATE");
             assert_eq!(message["s"], first + i as u64);
+            let guild = message["d"]["guild_id"].as_str().expect("guild_id");
+            assert!(guilds.iter().any(|g| g == guild), "{guild} not the shard's");
+            let content = message["d"]["content"].as_str().expect("content");
+            assert_eq!(content.is_empty(), intents & 32768 == 0, "{content:?}");
         }
         let report = flood.finished().await;
         assert_eq!((report.connections, report.sent), (1, 3000));

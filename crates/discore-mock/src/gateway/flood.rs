@@ -3,16 +3,38 @@
 //! dispatch, numbered and kept for replay like them.
 
 use super::connection::Connection;
-use crate::{event::Event, payloads};
+use crate::{event::Event, payloads, world::World};
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
+
+/// Distinct payloads a flood cycles through.
+const POOL_SIZE: u64 = 64;
+
+/// Pools kept for later floods (one per distinct shard guild set and
+/// intents; a fleet of 1,000 shards over 64 guilds has at most 65).
+const MAX_POOLS: usize = 1024;
+
+/// The encoded MESSAGE_CREATEs a session with `intents` gets from members
+/// of `guilds`, or `None` when its intents exclude them.
+fn build_pool(world: &World, guilds: &[usize], intents: u64) -> Option<Arc<[Bytes]>> {
+    (0..POOL_SIZE)
+        .map(|i| {
+            let guild = guilds[usize::try_from(i).unwrap_or(0) % guilds.len()];
+            let data = payloads::member_message(world, guild, 1_000_000_000 + i);
+            let event = Event::from_value("MESSAGE_CREATE", &data, world.bot_id);
+            event
+                .allowed(intents)
+                .then(|| event.data_for(intents).clone())
+        })
+        .collect()
+}
 
 /// A flood in progress on one connection.
 pub(super) struct Flood {
     pub(super) remaining: u64,
     pub(super) sent: u64,
-    pub(super) pool: Vec<Bytes>,
+    pub(super) pool: Arc<[Bytes]>,
     pub(super) next: usize,
     pub(super) done: Option<oneshot::Sender<u64>>,
 }
@@ -87,17 +109,35 @@ impl Connection {
         if guilds.is_empty() {
             guilds.push(0);
         }
-        let mut pool = Vec::new();
-        for i in 0..64_u64 {
-            let guild = guilds[i as usize % guilds.len()];
-            let data = payloads::member_message(&world, guild, 1_000_000_000 + i);
-            let event = Event::from_value("MESSAGE_CREATE", &data, world.bot_id);
-            if !event.allowed(self.intents) {
-                let _ = done.send(0);
-                return;
+        let key = (Arc::as_ptr(&world) as usize, guilds, self.intents);
+        let cached = self
+            .shared
+            .flood_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .get(&key)
+            .map(|(_, pool)| Arc::clone(pool));
+        let pool = match cached {
+            Some(pool) => pool,
+            None => {
+                let Some(pool) = build_pool(&world, &key.1, self.intents) else {
+                    let _ = done.send(0);
+                    return;
+                };
+                let mut pools = self
+                    .shared
+                    .flood_pools
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if pools.0.len() >= MAX_POOLS {
+                    // A bound, not a policy: pools are cheap to rebuild.
+                    pools.0.clear();
+                }
+                pools.0.insert(key, (world, Arc::clone(&pool)));
+                pool
             }
-            pool.push(event.data_for(self.intents).clone());
-        }
+        };
         self.flood = Some(Flood {
             remaining: count,
             sent: 0,
