@@ -209,6 +209,7 @@ pub async fn unsubscribed_throughput(
             rate: crate::stats::rate(events, started.elapsed()),
             cpu_per_event: crate::stats::cpu_time().saturating_sub(cpu)
                 / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
+            emulator_cpu_per_event: Duration::ZERO,
         });
         emulator.reply(Duration::from_secs(60)).await?;
     }

@@ -28,6 +28,7 @@ pub async fn flood_run(
 ) -> anyhow::Result<Throughput> {
     let deadline = Instant::now() + flood_deadline(total);
     let cpu = stats::cpu_time();
+    let emulator_cpu = emulator.cpu_time();
     let started = Instant::now();
     emulator.send(&format!("flood {per_connection}"))?;
     let mut content = 0;
@@ -41,6 +42,7 @@ pub async fn flood_run(
     }
     let elapsed = started.elapsed();
     let cpu = stats::cpu_time().saturating_sub(cpu);
+    let emulator_cpu = emulator.cpu_time().saturating_sub(emulator_cpu);
     let report = emulator.reply(Duration::from_secs(60)).await?;
     let sent: u64 = report
         .split_whitespace()
@@ -56,6 +58,7 @@ pub async fn flood_run(
     Ok(Throughput {
         rate: stats::rate(total, elapsed),
         cpu_per_event: cpu / u32::try_from(total.max(1)).unwrap_or(u32::MAX),
+        emulator_cpu_per_event: emulator_cpu / u32::try_from(total.max(1)).unwrap_or(u32::MAX),
     })
 }
 

@@ -96,6 +96,7 @@ pub fn run_once(capture: &Capture, parser: Parser) -> anyhow::Result<Throughput>
     Ok(Throughput {
         rate: stats::rate(events as u64, elapsed),
         cpu_per_event: cpu / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
+        emulator_cpu_per_event: std::time::Duration::ZERO,
     })
 }
 

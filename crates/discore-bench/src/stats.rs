@@ -32,6 +32,8 @@ pub struct Throughput {
     pub rate: f64,
     /// Client CPU time per event.
     pub cpu_per_event: Duration,
+    /// The emulator's CPU time per event (zero where not measured).
+    pub emulator_cpu_per_event: Duration,
 }
 
 impl Throughput {
@@ -42,6 +44,11 @@ impl Throughput {
             cpu_per_event: runs
                 .iter()
                 .map(|r| r.cpu_per_event)
+                .min()
+                .unwrap_or_default(),
+            emulator_cpu_per_event: runs
+                .iter()
+                .map(|r| r.emulator_cpu_per_event)
                 .min()
                 .unwrap_or_default(),
         }
