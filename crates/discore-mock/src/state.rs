@@ -1,10 +1,11 @@
 //! The emulator's shared state: the world, sessions with their replay
 //! buffers, live connections, rate-limit bookkeeping and the observations.
 //!
-//! One mutex guards it all; it is never held across an await. Sequence
-//! numbers are assigned under the lock and each session's pending dispatches
-//! wait in its outbox, so a connection writes them in sequence order no
-//! matter which thread produced them.
+//! One mutex guards it all (flood payload pools, a cache, have their own);
+//! it is never held across an await, nor while an event is serialized or a
+//! connection task woken. Sequence numbers are assigned under the lock and
+//! each session's pending dispatches wait in its outbox, so a connection
+//! writes them in sequence order no matter which thread produced them.
 
 use crate::{
     config::{BadSequenceBehaviour, MockConfig},
