@@ -431,7 +431,7 @@ async fn session_budget_runs_out() {
     assert_eq!(mock.session_starts_remaining(), 0);
     let mut b = connect_json(&mock.gateway_url()).await;
     b.hello().await;
-    b.send(&identify(1, None)).await;
+    b.identify_in_turn(1, None).await;
     assert_eq!(b.payload_next().await["op"], 9);
     assert!(has_violation(&mock, ViolationKind::SessionBudgetExhausted));
     mock.stop().await;
@@ -571,7 +571,7 @@ async fn resume_of_unknown_session_is_invalid() {
     assert_eq!(client.payload_next().await["d"], false);
     // Still open: a fresh Identify on the same socket works, and the
     // record says it came on the resume URL.
-    client.send(&identify(1, None)).await;
+    client.identify_in_turn(1, None).await;
     client.until_event("READY").await;
     let seen = mock.observed();
     assert_eq!(seen.resumes[0].outcome, ResumeOutcome::InvalidSession);
@@ -700,7 +700,7 @@ async fn transport_compression() {
         let query = format!("v=10&encoding=json&compress={compress}");
         let mut client = connect(&mock.gateway_url(), &query).await;
         client.hello().await;
-        client.send(&identify(ALL_USEFUL, None)).await;
+        client.identify_in_turn(ALL_USEFUL, None).await;
         let ready = client.payload_next().await;
         assert_eq!(ready["t"], "READY");
         let creates = client.dispatches(3).await;

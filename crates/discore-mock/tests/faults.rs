@@ -56,7 +56,7 @@ async fn invalid_session_on_demand() {
     mock.wait_until(TIMEOUT, |o| !o.sessions[0].alive)
         .await
         .expect("destroyed");
-    client.send(&identify(1, None)).await;
+    client.identify_in_turn(1, None).await;
     client.until_event("READY").await;
     assert!(mock.observed().violations.is_empty());
     mock.stop().await;

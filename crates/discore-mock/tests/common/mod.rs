@@ -292,14 +292,19 @@ impl Client {
         panic!("no {name}")
     }
 
+    /// Sends Identify as a well-behaved client does: after the identify
+    /// window, since another Identify of the same bucket may have come
+    /// moments ago and the emulator enforces the window (on a quiet machine
+    /// two Identifies can be well under 1 ms apart).
+    pub async fn identify_in_turn(&mut self, intents: u64, shard: Option<[u32; 2]>) {
+        actix_rt::time::sleep(IDENTIFY_WINDOW * 2).await;
+        self.send(&identify(intents, shard)).await;
+    }
+
     /// Hello, Identify, READY: returns READY's payload.
     pub async fn ready(&mut self, intents: u64, shard: Option<[u32; 2]>) -> Value {
         self.hello().await;
-        // A well-behaved client: one READY may have come from the same
-        // bucket moments ago, and the emulator enforces the window (on a
-        // quiet machine two Identifies can be well under 1 ms apart).
-        actix_rt::time::sleep(IDENTIFY_WINDOW * 2).await;
-        self.send(&identify(intents, shard)).await;
+        self.identify_in_turn(intents, shard).await;
         let ready = self.payload_next().await;
         assert_eq!(ready["t"], "READY", "{ready}");
         ready
