@@ -10,7 +10,7 @@ use crate::intents::{
 };
 use bytes::Bytes;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The intent an event needs, or 0 when it is always sent. `in_guild` picks
 /// between the guild and the direct-message intent of message events.
@@ -86,8 +86,10 @@ pub(crate) struct Event {
     pub(crate) name: Arc<str>,
     pub(crate) data: Bytes,
     /// `data` with message content blanked, for sessions without
-    /// MESSAGE_CONTENT; `None` when the content is exempt or absent.
-    pub(crate) blanked: Option<Bytes>,
+    /// MESSAGE_CONTENT: `None` when the content is exempt or absent, an
+    /// empty cell until the first such session needs it. Most bots that
+    /// read messages hold the intent, so the copy is made only on demand.
+    pub(crate) blanked: Option<OnceLock<Bytes>>,
     /// Intent bits of which the session needs one; 0 for always.
     pub(crate) intent: u64,
     /// The guild it belongs to (routing); `None` goes to shard 0.
@@ -119,11 +121,10 @@ impl Event {
         {
             intent = 0;
         }
-        let blanked = blank_content(name, data, bot_id).map(|v| json_bytes(&v));
         Self {
             name: Arc::from(name),
             data: json_bytes(data),
-            blanked,
+            blanked: content_rule_applies(name, data, bot_id).then(OnceLock::new),
             intent,
             guild,
         }
@@ -148,20 +149,22 @@ impl Event {
     /// The data a session with `intents` receives.
     pub(crate) fn data_for(&self, intents: u64) -> &Bytes {
         match &self.blanked {
-            Some(blanked) if intents & MESSAGE_CONTENT == 0 => blanked,
+            Some(blanked) if intents & MESSAGE_CONTENT == 0 => {
+                blanked.get_or_init(|| blanked_copy(&self.name, &self.data))
+            }
             _ => &self.data,
         }
     }
 }
 
-/// The MESSAGE_CONTENT rule (<https://discord.com/developers/docs/events/gateway#gateway-intents>): without the intent, `content`,
-/// `embeds`, `attachments` and `components` arrive empty and `poll` is
-/// omitted, except for the app's own messages, DMs, and messages that
-/// mention the app. Returns the blanked copy, or `None` when exempt.
-pub(crate) fn blank_content(name: &str, data: &Value, bot_id: u64) -> Option<Value> {
-    let bot = bot_id.to_string();
+/// Whether the MESSAGE_CONTENT rule (<https://discord.com/developers/docs/events/gateway#gateway-intents>)
+/// applies to an event: sessions without the intent receive `content`,
+/// `embeds`, `attachments` and `components` empty and no `poll`, except in
+/// the app's own messages, DMs, and messages that mention the app.
+pub(crate) fn content_rule_applies(name: &str, data: &Value, bot_id: u64) -> bool {
     match name {
         "MESSAGE_CREATE" | "MESSAGE_UPDATE" => {
+            let bot = bot_id.to_string();
             let in_guild = data.get("guild_id").is_some_and(|g| !g.is_null());
             let own = data.pointer("/author/id").and_then(Value::as_str) == Some(bot.as_str());
             let mentioned = data
@@ -171,34 +174,50 @@ pub(crate) fn blank_content(name: &str, data: &Value, bot_id: u64) -> Option<Val
                     m.iter()
                         .any(|u| u.get("id").and_then(Value::as_str) == Some(bot.as_str()))
                 });
-            if !in_guild || own || mentioned {
-                return None;
-            }
-            let mut copy = data.clone();
-            let map = copy.as_object_mut()?;
-            for (key, empty) in [
-                ("content", Value::String(String::new())),
-                ("embeds", Value::Array(Vec::new())),
-                ("attachments", Value::Array(Vec::new())),
-                ("components", Value::Array(Vec::new())),
-            ] {
-                if map.contains_key(key) {
-                    map.insert(key.to_owned(), empty);
-                }
-            }
-            map.remove("poll");
-            Some(copy)
+            in_guild && !own && !mentioned && data.is_object()
         }
-        "AUTO_MODERATION_ACTION_EXECUTION" => {
-            let mut copy = data.clone();
-            let map = copy.as_object_mut()?;
-            map.insert("content".to_owned(), Value::String(String::new()));
-            if map.contains_key("matched_content") {
-                map.insert("matched_content".to_owned(), Value::Null);
-            }
-            Some(copy)
+        "AUTO_MODERATION_ACTION_EXECUTION" => data.is_object(),
+        _ => false,
+    }
+}
+
+/// Blanks the content of `data`, an event [`content_rule_applies`] to.
+pub(crate) fn blank_content(name: &str, data: &mut Value) {
+    let Some(map) = data.as_object_mut() else {
+        return;
+    };
+    if name == "AUTO_MODERATION_ACTION_EXECUTION" {
+        map.insert("content".to_owned(), Value::String(String::new()));
+        if map.contains_key("matched_content") {
+            map.insert("matched_content".to_owned(), Value::Null);
         }
-        _ => None,
+        return;
+    }
+    for (key, empty) in [
+        ("content", Value::String(String::new())),
+        ("embeds", Value::Array(Vec::new())),
+        ("attachments", Value::Array(Vec::new())),
+        ("components", Value::Array(Vec::new())),
+    ] {
+        if map.contains_key(key) {
+            map.insert(key.to_owned(), empty);
+        }
+    }
+    map.remove("poll");
+}
+
+/// The blanked copy of an event's encoded data, made from the encoding
+/// (which the emulator wrote itself, so it parses).
+fn blanked_copy(name: &str, data: &Bytes) -> Bytes {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(mut value) => {
+            blank_content(name, &mut value);
+            json_bytes(&value)
+        }
+        Err(error) => {
+            log::error!("{name}: the emulator's own encoding does not parse ({error}); sent as is");
+            data.clone()
+        }
     }
 }
 
@@ -221,6 +240,8 @@ mod tests {
         let message = json!({"guild_id": "1", "author": {"id": "5"}, "content": "hi", "embeds": [1], "mentions": [], "poll": {}});
         let event = Event::from_value("MESSAGE_CREATE", &message, 9);
         assert_eq!(event.intent, GUILD_MESSAGES);
+        // The blanked copy is made when a session first needs it.
+        assert!(event.blanked.as_ref().is_some_and(|b| b.get().is_none()));
         let blanked: Value = serde_json::from_slice(event.data_for(GUILD_MESSAGES)).expect("json");
         assert_eq!(blanked["content"], "");
         assert_eq!(blanked["embeds"], json!([]));
@@ -230,11 +251,24 @@ mod tests {
         assert_eq!(full["content"], "hi");
 
         let mention = json!({"guild_id": "1", "author": {"id": "5"}, "content": "hi", "mentions": [{"id": "9"}]});
-        assert!(blank_content("MESSAGE_CREATE", &mention, 9).is_none());
+        assert!(!content_rule_applies("MESSAGE_CREATE", &mention, 9));
         let own = json!({"guild_id": "1", "author": {"id": "9"}, "content": "hi"});
-        assert!(blank_content("MESSAGE_CREATE", &own, 9).is_none());
+        assert!(!content_rule_applies("MESSAGE_CREATE", &own, 9));
         let dm = json!({"author": {"id": "5"}, "content": "hi"});
-        assert!(blank_content("MESSAGE_CREATE", &dm, 9).is_none());
+        assert!(!content_rule_applies("MESSAGE_CREATE", &dm, 9));
+        let exempt = Event::from_value("MESSAGE_CREATE", &dm, 9);
+        assert_eq!(exempt.data_for(0), &exempt.data);
+    }
+
+    #[test]
+    fn auto_moderation_content_is_blanked() {
+        let execution =
+            json!({"guild_id": "1", "content": "bad", "matched_content": "bad", "rule_id": "2"});
+        let event = Event::from_value("AUTO_MODERATION_ACTION_EXECUTION", &execution, 9);
+        let blanked: Value = serde_json::from_slice(event.data_for(0)).expect("json");
+        assert_eq!(blanked["content"], "");
+        assert_eq!(blanked["matched_content"], Value::Null);
+        assert_eq!(blanked["rule_id"], "2");
     }
 
     #[test]
