@@ -15,18 +15,26 @@ use actix_http::ws::{Frame, Item, ProtocolError};
 use bytes::{Bytes, BytesMut};
 use std::{
     collections::VecDeque,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Sleep,
+};
 
 /// Bytes queued for the socket above which no more dispatches are encoded.
 pub(super) const HIGH_WATER: usize = 512 * 1024;
 /// Dispatches encoded per step of a flood or an outbox drain, at most.
 pub(super) const BATCH: usize = 256;
+/// Dispatches encoded in one step from which the task yields before the
+/// next round (see [`Connection::main_loop`]); a step of fewer, the usual
+/// one or two of a live dispatch, goes straight on to the select.
+const YIELD_AFTER: usize = 16;
 /// How long one encoding step may take before the batch shrinks: between
 /// steps the task yields to the runtime, which then polls the socket, so
 /// this bounds how late a client's payload (a heartbeat) is read while the
@@ -80,6 +88,9 @@ pub(super) struct Connection {
     pub(super) written: Arc<Written>,
     pub(super) session_written: Option<Arc<Written>>,
     pub(super) wake: Arc<Notify>,
+    /// The loop's one timer, moved to each round's deadline rather than
+    /// made anew every round (each is an entry in the runtime's wheel).
+    pub(super) timer: Pin<Box<Sleep>>,
     pub(super) control: mpsc::UnboundedReceiver<Control>,
     pub(super) session_id: Option<String>,
     pub(super) shard: Option<[u32; 2]>,
@@ -115,6 +126,8 @@ enum Step {
     Permit(Result<mpsc::OwnedPermit<Bytes>, mpsc::error::SendError<()>>),
     Wake,
     Timer,
+    /// Nothing else is ready and more is waiting to be encoded.
+    Encode,
 }
 
 impl Connection {
@@ -238,14 +251,20 @@ impl Connection {
     /// Reading never waits for writing: the client's frames come first in
     /// every round, the frames to write wait in `out_queue` (a client that
     /// does not read only stops the encoding of more dispatches), and after
-    /// every encoding step the task yields to the runtime. That yield
-    /// matters: the task and actix's HTTP dispatcher that writes its frames
-    /// share one worker thread, and as long as the socket takes data they
-    /// keep each other busy, while tokio polls the socket for readability
-    /// only between rounds of runnable tasks. Without it a client's
-    /// heartbeats sat unread in the kernel for seconds while a compressed
-    /// flood was being written, and when the writes finally blocked, the
-    /// heartbeat timer could fire before those bytes were read.
+    /// an encoding step of [`YIELD_AFTER`] dispatches or more, or one that
+    /// left more to encode, the task yields to the runtime. That yield matters: the task and actix's HTTP
+    /// dispatcher that writes its frames share one worker thread, and as
+    /// long as the socket takes data they keep each other busy, while tokio
+    /// polls the socket for readability only between rounds of runnable
+    /// tasks. Without it a client's heartbeats sat unread in the kernel for
+    /// seconds while a compressed flood was being written, and when the
+    /// writes finally blocked, the heartbeat timer could fire before those
+    /// bytes were read. A smaller step that finished the work (a live
+    /// dispatch or two) ends in the select, where the task waits and the
+    /// runtime polls the socket anyway.
+    ///
+    /// Encoded chunks go to the writer as soon as they are sealed while its
+    /// channel has room; the select waits for room only when it is full.
     pub(super) async fn main_loop(&mut self) -> Exit {
         loop {
             let started = Instant::now();
@@ -258,12 +277,20 @@ impl Connection {
             }
             if encoded > 0 {
                 self.adapt_batch(encoded, started.elapsed());
+            }
+            let not_before = self.delay_until();
+            self.seal(not_before);
+            let now = Instant::now();
+            self.hand_over_ready(now);
+            // A stall holds the encoding too: it resumes when the timer ends it.
+            let more_to_encode = (self.outbox_pending || self.flood.is_some())
+                && self.out_bytes < HIGH_WATER
+                && self.stall_until.is_none_or(|until| until <= now);
+            if encoded >= YIELD_AFTER || (encoded > 0 && more_to_encode) {
                 // Let the runtime poll the socket (a deferred wake-up) before
                 // the next round: pending client frames are read first.
                 tokio::task::yield_now().await;
             }
-            let not_before = self.delay_until();
-            self.seal(not_before);
             let now = Instant::now();
             let stalled = self.stall_until.is_some_and(|until| until > now);
             let front_ready = self
@@ -271,14 +298,18 @@ impl Connection {
                 .front()
                 .is_some_and(|chunk| chunk.not_before.is_none_or(|t| t <= now));
             let can_send = front_ready && !stalled;
-            let deadline = self.next_deadline(now);
+            let deadline = tokio::time::Instant::from_std(self.next_deadline(now));
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
             let step = tokio::select! {
                 biased;
                 frame = self.incoming.next() => Step::Frame(frame),
                 control = self.control.recv() => Step::Control(control),
                 permit = self.out_tx.clone().reserve_owned(), if can_send => Step::Permit(permit),
                 () = self.wake.notified(), if !self.outbox_pending => Step::Wake,
-                () = tokio::time::sleep_until(deadline.into()) => Step::Timer,
+                () = &mut self.timer => Step::Timer,
+                () = std::future::ready(()), if more_to_encode => Step::Encode,
             };
             let exit = match step {
                 Step::Frame(None) => Some(Exit::ClientDropped),
@@ -306,6 +337,7 @@ impl Connection {
                     None
                 }
                 Step::Timer => self.on_timer(Instant::now()),
+                Step::Encode => None,
             };
             if let Some(exit) = exit {
                 return exit;
@@ -315,6 +347,30 @@ impl Connection {
                 // (the runtime polls the socket before this task runs again).
                 tokio::task::yield_now().await;
             }
+        }
+    }
+
+    /// Hands the chunks that may go now to the writer while its channel has
+    /// room, without a round through the select for each (the select's
+    /// permit waits only when the channel is full).
+    fn hand_over_ready(&mut self, now: Instant) {
+        if self.stall_until.is_some_and(|until| until > now) {
+            return;
+        }
+        while self
+            .out_queue
+            .front()
+            .is_some_and(|chunk| chunk.not_before.is_none_or(|t| t <= now))
+        {
+            let Ok(permit) = self.out_tx.try_reserve() else {
+                return;
+            };
+            let Some(chunk) = self.out_queue.pop_front() else {
+                return;
+            };
+            self.out_bytes -= chunk.bytes.len();
+            self.record_written(chunk.sequences);
+            permit.send(chunk.bytes);
         }
     }
 

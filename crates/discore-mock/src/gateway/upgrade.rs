@@ -199,6 +199,7 @@ pub(crate) async fn upgrade(
         written,
         session_written: None,
         wake,
+        timer: Box::pin(tokio::time::sleep_until((now + timeout).into())),
         control: control_rx,
         session_id: None,
         shard: None,
