@@ -182,7 +182,7 @@ pub(crate) fn content_rule_applies(name: &str, data: &Value, bot_id: u64) -> boo
 }
 
 /// Blanks the content of `data`, an event [`content_rule_applies`] to.
-pub(crate) fn blank_content(name: &str, data: &mut Value) {
+fn blank_content(name: &str, data: &mut Value) {
     let Some(map) = data.as_object_mut() else {
         return;
     };

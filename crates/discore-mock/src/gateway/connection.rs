@@ -252,16 +252,16 @@ impl Connection {
     /// every round, the frames to write wait in `out_queue` (a client that
     /// does not read only stops the encoding of more dispatches), and after
     /// an encoding step of [`YIELD_AFTER`] dispatches or more, or one that
-    /// left more to encode, the task yields to the runtime. That yield matters: the task and actix's HTTP
-    /// dispatcher that writes its frames share one worker thread, and as
-    /// long as the socket takes data they keep each other busy, while tokio
-    /// polls the socket for readability only between rounds of runnable
-    /// tasks. Without it a client's heartbeats sat unread in the kernel for
-    /// seconds while a compressed flood was being written, and when the
-    /// writes finally blocked, the heartbeat timer could fire before those
-    /// bytes were read. A smaller step that finished the work (a live
-    /// dispatch or two) ends in the select, where the task waits and the
-    /// runtime polls the socket anyway.
+    /// left more to encode, the task yields to the runtime. That yield
+    /// matters: the task and actix's HTTP dispatcher that writes its frames
+    /// share one worker thread, and as long as the socket takes data they
+    /// keep each other busy, while tokio polls the socket for readability
+    /// only between rounds of runnable tasks. Without it a client's
+    /// heartbeats sat unread in the kernel for seconds while a compressed
+    /// flood was being written, and when the writes finally blocked, the
+    /// heartbeat timer could fire before those bytes were read. A smaller
+    /// step that finished the work (a live dispatch or two) ends in the
+    /// select, where the task waits and the runtime polls the socket anyway.
     ///
     /// Encoded chunks go to the writer as soon as they are sealed while its
     /// channel has room; the select waits for room only when it is full.
