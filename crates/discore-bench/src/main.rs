@@ -86,7 +86,8 @@ struct Cli {
     /// Run every case tiny (seconds), to prove the suite still works.
     #[arg(long, global = true)]
     smoke: bool,
-    /// Timed runs per throughput case; the best counts. Default 5 (smoke 1).
+    /// Timed runs per throughput case; the best counts. Default 5 (smoke 1);
+    /// the memory case and each fleet latency rate default to 3.
     #[arg(long, global = true)]
     runs: Option<usize>,
     /// MESSAGE_CREATEs per throughput run. Default 200000 (smoke 2000).
