@@ -571,7 +571,7 @@ async fn resume_of_unknown_session_is_invalid() {
     assert_eq!(client.payload_next().await["d"], false);
     // Still open: a fresh Identify on the same socket works, and the
     // record says it came on the resume URL.
-    client.identify_in_turn(1, None).await;
+    client.send(&identify(1, None)).await;
     client.until_event("READY").await;
     let seen = mock.observed();
     assert_eq!(seen.resumes[0].outcome, ResumeOutcome::InvalidSession);
