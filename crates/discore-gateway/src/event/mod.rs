@@ -269,7 +269,7 @@ pub enum RawReason {
 #[derive(Clone, Debug)]
 pub struct EventFilter {
     /// `None`: every known event.
-    kinds: Option<Arc<HashSet<EventType>>>,
+    kinds: Option<Arc<HashSet<EventType, foldhash::fast::RandomState>>>,
     unknown: bool,
 }
 

@@ -481,11 +481,11 @@ impl Shard {
                 return;
             }
         };
-        let now = Instant::now();
+        // Dispatches, nearly every payload, read no clock here.
         match envelope.op {
             OpCode::Dispatch => self.on_dispatch(&envelope, payload, ctx),
-            OpCode::Heartbeat => self.machine.on_heartbeat_request(now),
-            OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(now),
+            OpCode::Heartbeat => self.machine.on_heartbeat_request(Instant::now()),
+            OpCode::HeartbeatAck => self.machine.on_heartbeat_ack(Instant::now()),
             OpCode::Reconnect => {
                 log::info!(
                     shard = self.id.number(), total = self.id.total();
@@ -500,7 +500,7 @@ impl Shard {
                     "shard {}: invalid session (resumable: {resumable})", self.id
                 );
                 // Discord judged the Identify (if one was sent) before this.
-                self.identify_answered(now);
+                self.identify_answered(Instant::now());
                 self.machine.on_invalid_session(resumable);
             }
             OpCode::Hello => match envelope.data_as::<Hello>() {
@@ -510,7 +510,7 @@ impl Shard {
                         interval,
                         self.config.send_window,
                     ));
-                    self.machine.on_hello(interval, now);
+                    self.machine.on_hello(interval, Instant::now());
                 }
                 _ => {
                     self.protocol_error("Hello without a valid heartbeat interval", false, ctx);

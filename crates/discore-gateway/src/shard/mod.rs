@@ -136,7 +136,7 @@ struct Stats {
     inbound_bytes: u64,
     inflated_bytes: u64,
     /// Dispatches by event name; a name allocates once, on first sight.
-    events_by_type: std::collections::HashMap<Box<str>, u64>,
+    events_by_type: std::collections::HashMap<Box<str>, u64, foldhash::fast::RandomState>,
     rate_limit_waits: u64,
 }
 
