@@ -2,9 +2,11 @@
 //! rustls with a handshake of our own (`handshake.rs`), a frame reader that holds no buffer while the connection is idle
 //! (`reader.rs`), and a writer task per connection so that writes never
 //! block the actor and a close frame is flushed even after the actor moved
-//! on (`writer.rs`).
+//! on (`writer.rs`); after the close, that task reads until the server
+//! closes (`linger.rs`).
 
 mod handshake;
+mod linger;
 mod outbox;
 mod reader;
 mod writer;
@@ -123,8 +125,8 @@ impl Connection {
         let _ = self.writer.send(Message::Pong(payload));
     }
 
-    /// Sends a close frame and shuts the socket without waiting for the
-    /// server's answer.
+    /// Sends a close frame. The shard moves on at once; the connection's
+    /// task shuts its side and reads until the server closes (`linger.rs`).
     pub(crate) fn close(self, code: u16) {
         let reason = CloseReason {
             code: WsCloseCode::from(code),
@@ -146,8 +148,13 @@ pub(crate) async fn connect(
         .map_err(|_| ConnectError(format!("no connection within {timeout:?}")))??;
     let codec = Codec::new().client_mode().max_size(max_frame_size);
     let (read, write) = tokio::io::split(socket);
+    let (read, read_back) = linger::hand_back(read);
     let (sender, outbox) = outbox::outbox();
-    actix_rt::spawn(writer::run(write, codec.clone(), outbox, timeout));
+    let writer_codec = codec.clone();
+    actix_rt::spawn(async move {
+        writer::run(write, writer_codec, outbox, timeout).await;
+        linger::drain(read_back, timeout).await;
+    });
     let frames = reader::FrameReader::new(read, codec, rest);
     Ok((Connection { writer: sender }, Box::new(frames)))
 }
