@@ -249,10 +249,7 @@ impl FleetNode {
         };
         ctx.spawn(call.into_actor(self).map(move |(sent, result), node, ctx| {
             let leaving = node.stopping.is_some();
-            // A lease claimed by a tick sent before the fleet began to hold
-            // is let go at once, as when leaving.
-            let holding = matches!(node.claim, Claim::Hold);
-            match node.leases.finish_tick(sent, result, leaving || holding) {
+            match node.leases.finish_tick(sent, result, leaving) {
                 Ok(changes) => {
                     for number in changes.lost {
                         node.lose(number, "its lease was taken or expired");
@@ -676,7 +673,11 @@ impl Handler<RetireFleet> for FleetNode {
         for number in numbers {
             // The fence goes first: nothing of the old session is saved.
             self.forget(number);
-            self.leases.release(number);
+            // Left to expire, not released: the other nodes retire their
+            // old fleets when they see the new total served, a status
+            // interval or so apart, and one that has not yet would claim a
+            // released lease and identify the old shard again.
+            self.leases.forget(number);
         }
         let leave = self.leases.leave();
         let redis = self.redis.clone();
@@ -698,31 +699,6 @@ impl Handler<RetireFleet> for FleetNode {
             .into_actor(self)
             .map(|(), _, ctx| ctx.stop()),
         )
-    }
-}
-
-/// The cluster is switching away from this fleet: it keeps the shards it
-/// runs until it retires, but claims no other lease and hands none over.
-/// Otherwise a node that retires a little later than another would claim
-/// the leases the other just released, and start old-generation sessions
-/// (new Identifies, GUILD_CREATEs again) only to end them moments later.
-#[derive(Clone, Copy, Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct HoldFleet;
-
-impl Handler<HoldFleet> for FleetNode {
-    type Result = ();
-
-    fn handle(&mut self, _: HoldFleet, _: &mut Context<Self>) {
-        if !matches!(self.claim, Claim::Hold) {
-            log::info!(
-                "node {}: the fleet of {} shards holds its leases until it retires",
-                self.node_id,
-                self.total
-            );
-        }
-        self.claim = Claim::Hold;
-        self.rebalances = false;
     }
 }
 

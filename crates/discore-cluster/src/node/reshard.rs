@@ -6,11 +6,9 @@
 //!   whose events the publisher holds; mark its shards that are READY with
 //!   all their guilds; the node that sees every new shard marked moves the
 //!   stage to `switching`;
-//! - `switching`: stop claiming old-generation leases (the old fleet only
-//!   holds what it runs until it retires); write the heads of its new
-//!   shards; once every new shard's heads are written, drain each of its
-//!   old shards up to the heads of its guilds, then write the old shard's
-//!   record (it is silent from then on);
+//! - `switching`: write the heads of its new shards; once every new shard's
+//!   heads are written, drain each of its old shards up to the heads of its
+//!   guilds, then write the old shard's record (it is silent from then on);
 //!   once every old shard's record is written, publish its new shards' held
 //!   events minus the records; the node that sees every new shard switched
 //!   makes the new total the one served;
@@ -20,7 +18,7 @@ use super::{ClusterNode, Generation, ReshardCluster, gateway_info};
 use crate::{
     bus::{EventBus, EventPublisher, FlushPublisher, GateAnswer, GateCall, Gated},
     error::ClusterError,
-    node::fleet::{FleetNode, FleetPart, GetFleetPart, HoldFleet, RetireFleet},
+    node::fleet::{FleetNode, FleetPart, GetFleetPart, RetireFleet},
     redis_conn::ClusterRedis,
     reshard::{
         matching::{Key, Mark, OldGeneration, RecordWire},
@@ -288,9 +286,6 @@ impl Stepper {
             }
             return Ok(Next::Stay);
         }
-        // From here on the old generation only winds down: no node takes
-        // over an old shard that another node retires first.
-        self.serving.fleet.do_send(HoldFleet);
         self.switch(from, to, &new).await?;
         Ok(Next::Stay)
     }
