@@ -676,7 +676,9 @@ impl Handler<RetireFleet> for FleetNode {
             // Left to expire, not released: the other nodes retire their
             // old fleets when they see the new total served, a status
             // interval or so apart, and one that has not yet would claim a
-            // released lease and identify the old shard again.
+            // released lease and identify the old shard again. (A new
+            // fleet given up retires this way too: a later attempt at the
+            // same total waits at most a TTL for its leases.)
             self.leases.forget(number);
         }
         let leave = self.leases.leave();
