@@ -58,6 +58,7 @@ mod opcode;
 mod payloads;
 mod rate;
 mod rest;
+mod send_clock;
 mod server;
 mod session_index;
 mod state;
@@ -76,6 +77,7 @@ pub use observe::{
     RefusedUpgrade, RestRecord, ResumeOutcome, ResumeRecord, SessionRecord, Violation,
     ViolationKind,
 };
+pub use send_clock::{MAX_SEND_TIMES, SendTimes, SentDispatch};
 pub use server::{CreatedInteraction, FloodHandle, FloodReport, MockServer};
 pub use state::Delivery;
 pub use traffic::{TrafficConfig, TrafficMix};

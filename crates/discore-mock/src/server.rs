@@ -8,6 +8,7 @@ use crate::{
     observe::Observed,
     payloads::{self, Author},
     rest,
+    send_clock::SendTimes,
     state::{Control, Delivery, Shared},
     store::Interaction,
     traffic::{Traffic, TrafficConfig},
@@ -228,6 +229,19 @@ impl MockServer {
         state.purge(Instant::now());
         state.refresh_written();
         state.observed.clone()
+    }
+
+    /// Starts (or stops) noting when each dispatch is handed to its
+    /// connection's socket writer, for [`take_send_times`](Self::take_send_times).
+    /// Off by default.
+    pub fn record_send_times(&self, on: bool) {
+        self.shared.send_clock.set(on);
+    }
+
+    /// The send times noted since the last take, in the order of their
+    /// hand-over; empties the record.
+    pub fn take_send_times(&self) -> SendTimes {
+        self.shared.send_clock.take()
     }
 
     /// Looks at the observations without copying them.

@@ -17,6 +17,7 @@ use crate::{
         ResumeRecord, SessionRecord, Violation, ViolationKind,
     },
     payloads,
+    send_clock::SendClock,
     session_index::SessionIndex,
     store::{GuildOverlay, Store},
     world::{World, shard_of},
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     /// Flood payloads by what decides them (see `gateway::flood`), kept
     /// apart from `state` so that building them never holds its lock.
     pub(crate) flood_pools: Mutex<FloodPools>,
+    /// When dispatches went to their socket writers, while asked for.
+    pub(crate) send_clock: SendClock,
 }
 
 /// The key of a flood pool: the world it was built from (its address; the
@@ -64,6 +67,7 @@ impl Shared {
         Self {
             state: Mutex::new(State::new(Arc::clone(&config), now)),
             flood_pools: Mutex::new(FloodPools::default()),
+            send_clock: SendClock::default(),
             config,
             started: now,
             addr: OnceLock::new(),

@@ -208,6 +208,9 @@ impl Connection {
             if let Some(session) = &self.session_written {
                 session.record(sequences);
             }
+            if let Some([shard, _]) = self.shard {
+                self.shared.send_clock.note(shard, sequences);
+            }
         }
     }
 
