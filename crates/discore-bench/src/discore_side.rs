@@ -60,7 +60,8 @@ impl Handler<GatewayEvent> for Counter {
 
     fn handle(&mut self, message: GatewayEvent, _: &mut Context<Self>) {
         if let Some(DispatchEvent::MessageCreate(created)) = message.typed() {
-            self.tally.record(&created.content);
+            self.tally
+                .record_dispatch(&created.content, message.shard.number(), message.sequence);
         }
     }
 }
@@ -308,14 +309,15 @@ impl Fleet {
         emulator: &mut Emulator,
         rate: f64,
         count: u64,
-    ) -> anyhow::Result<Vec<Duration>> {
+        streams: harness::Streams,
+    ) -> anyhow::Result<harness::FleetLatency> {
         let shards = self.shards.len() as u64;
         let armed = self
             .arm(true, |shard| {
                 count / shards + u64::from(u64::from(shard) < count % shards)
             })
             .await?;
-        harness::fleet_latency_run(emulator, armed, rate, count, shards).await
+        harness::fleet_latency_run(emulator, armed, rate, count, shards, streams).await
     }
 
     /// Stops the shards and the arbiters.

@@ -12,6 +12,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use discore_mock::{MockConfig, MockServer, Target};
 use std::{
+    collections::HashMap,
     io::{BufRead as _, BufReader, Write as _},
     net::{Ipv4Addr, SocketAddr},
     process::{Child, ChildStdin, Command, Stdio},
@@ -90,9 +91,26 @@ pub fn latency_stamp(nanos: u128) -> String {
     format!("lat:{nanos}")
 }
 
-/// The send time in a latency probe message, if it is one.
+/// The send time in a latency probe message, if it is one (anything after
+/// a space is filler).
 pub fn parse_latency_stamp(content: &str) -> Option<u128> {
-    content.strip_prefix("lat:")?.parse().ok()
+    let stamp = content.strip_prefix("lat:")?;
+    stamp.split(' ').next()?.parse().ok()
+}
+
+/// Bytes of filler after the stamp in every probe to `shard`: 0 to 399, the
+/// same for all of one shard's probes, different between neighbours.
+///
+/// Each session compresses its stream with a zlib window of its own, and
+/// every 32 KiB of input that window slides: a rewrite of its hash tables,
+/// tens of microseconds with them out of cache. Probes of one length to
+/// every shard keep all the sessions' streams byte for byte alike, so all
+/// of them slide within the same few milliseconds, again and again: a
+/// burst of emulator work that stalls every connection at once, and that a
+/// gateway whose sessions carry different traffic never has. Lengths that
+/// differ by shard spread the slides out.
+fn probe_filler(shard: u32) -> usize {
+    (u64::from(shard) * 7_919 % 400) as usize
 }
 
 // ----- the parent's side -----
@@ -339,12 +357,18 @@ async fn execute(mock: &MockServer, line: &str) -> anyhow::Result<String> {
             let count: u64 = count.parse()?;
             ticker(mock, rate, count).await
         }
-        ["ticker-shards", rate, count, shards] => {
+        ["ticker-shards", rate, count, shards, streams] => {
             let rate: f64 = rate.parse()?;
             let count: u64 = count.parse()?;
             let shards: u32 = shards.parse()?;
-            ticker_shards(mock, rate, count, shards).await
+            let identical = match *streams {
+                "varied" => false,
+                "identical" => true,
+                other => bail!("streams must be varied or identical, not {other:?}"),
+            };
+            ticker_shards(mock, rate, count, shards, identical).await
         }
+        ["sent-at", path] => sent_at(mock, path),
         ["connections"] => Ok(mock.with_observed(|o| o.open_connections()).to_string()),
         ["violations"] => Ok(mock.with_observed(|o| {
             let kinds: Vec<String> = o
@@ -389,11 +413,14 @@ async fn ticker(mock: &MockServer, rate: f64, count: u64) -> anyhow::Result<Stri
 /// Dispatches `count` MESSAGE_CREATEs at `rate` per second to shards 0, 1,
 /// …, `shards` − 1 in turn (message `i` to shard `i % shards`), each
 /// carrying its send time: the latency of a whole fleet under one rate.
+/// Each shard's probes carry [`probe_filler`] bytes after the stamp, or,
+/// with `identical`, none, so that every session's stream is the same.
 async fn ticker_shards(
     mock: &MockServer,
     rate: f64,
     count: u64,
     shards: u32,
+    identical: bool,
 ) -> anyhow::Result<String> {
     let guild = *mock.guild_ids().first().context("no guilds")?;
     let channel = *mock
@@ -412,19 +439,65 @@ async fn ticker_shards(
         "mention_roles": [], "attachments": [], "embeds": [], "pinned": false, "type": 0,
         "flags": 0, "channel_type": 0
     });
+    // Noted from here until `sent-at` takes them: the last probes reach
+    // their sockets after the last dispatch returns.
+    mock.record_send_times(true);
+    drop(mock.take_send_times());
     let start = Instant::now();
     let mut delivered = 0;
     for i in 0..count {
         let at = start + Duration::from_secs_f64(i as f64 / rate.max(1.0));
         actix_rt::time::sleep_until(at.into()).await;
         message["id"] = serde_json::Value::String((1_000_000 + i).to_string());
-        message["content"] = serde_json::Value::String(latency_stamp(unix_nanos()));
         let shard = u32::try_from(i % u64::from(shards.max(1)))?;
+        let mut content = latency_stamp(unix_nanos());
+        if !identical {
+            content.push(' ');
+            content.extend(std::iter::repeat_n('x', probe_filler(shard)));
+        }
+        message["content"] = serde_json::Value::String(content);
         delivered += mock
             .dispatch(Some(&Target::Shard(shard)), "MESSAGE_CREATE", &message)
             .len();
     }
     Ok(delivered.to_string())
+}
+
+/// Stops noting send times and writes those noted since the last
+/// `ticker-shards` to `path`, one `"{shard} {sequence} {unix_nanos}"` line
+/// each: `"{count} {lost}"`.
+fn sent_at(mock: &MockServer, path: &str) -> anyhow::Result<String> {
+    mock.record_send_times(false);
+    let times = mock.take_send_times();
+    let file = std::fs::File::create(path).with_context(|| format!("creating {path}"))?;
+    let mut out = std::io::BufWriter::new(file);
+    for sent in &times.sent {
+        let nanos = sent
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        writeln!(out, "{} {} {nanos}", sent.shard, sent.sequence)?;
+    }
+    out.flush()?;
+    Ok(format!("{} {}", times.sent.len(), times.lost))
+}
+
+/// Reads what [`sent_at`] wrote: send times in ns since the Unix epoch by
+/// shard and sequence.
+pub fn read_sent_at(path: &std::path::Path) -> anyhow::Result<HashMap<(u32, u64), u128>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut sent = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.split(' ');
+        let (Some(shard), Some(sequence), Some(nanos), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            bail!("a send time line is not \"shard sequence nanos\": {line:?}");
+        };
+        sent.insert((shard.parse()?, sequence.parse()?), nanos.parse()?);
+    }
+    Ok(sent)
 }
 
 /// The gaps between consecutive Identifies of one bucket as the emulator
@@ -452,11 +525,21 @@ fn identify_gaps(observed: &discore_mock::Observed) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{latency_stamp, parse_latency_stamp};
+    use super::{latency_stamp, parse_latency_stamp, probe_filler};
 
     #[test]
     fn stamps_round_trip() {
         assert_eq!(parse_latency_stamp(&latency_stamp(42)), Some(42));
         assert_eq!(parse_latency_stamp("hello"), None);
+        assert_eq!(parse_latency_stamp("lat:42 xxxx"), Some(42));
+    }
+
+    #[test]
+    fn neighbouring_shards_get_probes_of_different_lengths() {
+        let lengths: Vec<usize> = (0..1_000).map(probe_filler).collect();
+        assert!(lengths.iter().all(|&n| n < 400));
+        assert!(lengths.windows(2).all(|pair| pair[0] != pair[1]));
+        let distinct: std::collections::HashSet<usize> = lengths.iter().copied().collect();
+        assert!(distinct.len() >= 300, "{} distinct lengths", distinct.len());
     }
 }

@@ -90,41 +90,98 @@ pub async fn latency_run(
     Ok(outcome.latencies)
 }
 
+/// What the shards' latency probes look like, byte for byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// Each shard's probes have a length of their own, as different
+    /// channels' traffic would.
+    Varied,
+    /// Every session gets the same bytes, so every session's compressor
+    /// slides its window at the same moment.
+    Identical,
+}
+
+/// A fleet latency run's samples, measured from two starting points.
+#[derive(Debug, Default)]
+pub struct FleetLatency {
+    /// From the stamp each probe carries, read as the emulator built it, to
+    /// the handler: includes the emulator's own queueing and compression.
+    pub from_build: Vec<Duration>,
+    /// From the moment the emulator handed the probe's frame to its
+    /// socket writer to the handler.
+    pub from_send: Vec<Duration>,
+}
+
 /// Has the emulator dispatch `count` messages at `rate` per second to
 /// `shards` shards in turn, each with its send time, and gathers the armed
-/// handlers' latencies.
+/// handlers' latencies, from the build and from the send.
 pub async fn fleet_latency_run(
     emulator: &mut Emulator,
     armed: Vec<oneshot::Receiver<Outcome>>,
     rate: f64,
     count: u64,
     shards: u64,
-) -> anyhow::Result<Vec<Duration>> {
+    streams: Streams,
+) -> anyhow::Result<FleetLatency> {
     let pacing = Duration::from_secs_f64(count as f64 / rate.max(1.0));
+    let streams = match streams {
+        Streams::Varied => "varied",
+        Streams::Identical => "identical",
+    };
     let delivered = emulator
         .call(
-            &format!("ticker-shards {rate} {count} {shards}"),
+            &format!("ticker-shards {rate} {count} {shards} {streams}"),
             pacing + Duration::from_secs(60),
         )
         .await?;
     if delivered.trim().parse::<u64>().ok() != Some(count) {
         bail!("the emulator delivered {delivered:?} of {count} probes");
     }
-    let mut latencies = Vec::with_capacity(usize::try_from(count)?);
+    let mut latency = FleetLatency::default();
+    let mut receipts = Vec::with_capacity(usize::try_from(count)?);
     for receiver in armed {
         let outcome = actix_rt::time::timeout(Duration::from_secs(30), receiver)
             .await
             .map_err(|_| anyhow!("the handlers did not see every latency probe"))?
             .context("a handler went away")?;
-        latencies.extend(outcome.latencies);
+        latency.from_build.extend(outcome.latencies);
+        receipts.extend(outcome.receipts);
     }
-    if latencies.len() as u64 != count {
+    if latency.from_build.len() as u64 != count || receipts.len() as u64 != count {
         bail!(
-            "{} of {count} latency probes carried a timestamp",
-            latencies.len()
+            "{} of {count} latency probes carried a timestamp, {} named their dispatch",
+            latency.from_build.len(),
+            receipts.len()
         );
     }
-    Ok(latencies)
+    // Every handler has its probe, so every probe has been handed over.
+    let path = std::env::temp_dir().join(format!("discore-bench-sent-{}.txt", std::process::id()));
+    let noted = emulator
+        .call(
+            &format!("sent-at {}", path.display()),
+            Duration::from_secs(60),
+        )
+        .await?;
+    let sent = crate::emulator::read_sent_at(&path);
+    let _ = std::fs::remove_file(&path);
+    let sent = sent?;
+    if noted.split(' ').nth(1) != Some("0") {
+        bail!("the emulator lost send times: {noted}");
+    }
+    for receipt in &receipts {
+        let Some(&at) = sent.get(&(receipt.shard, receipt.sequence)) else {
+            bail!(
+                "no send time for dispatch {} of shard {}",
+                receipt.sequence,
+                receipt.shard
+            );
+        };
+        let nanos = receipt.at_nanos.saturating_sub(at);
+        latency.from_send.push(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ));
+    }
+    Ok(latency)
 }
 
 /// Checks that the emulator serves every open connection with `codec`.
