@@ -874,6 +874,16 @@ async fn growth(settings: &Settings) -> anyhow::Result<Section> {
 /// The cold start must be ready within this share of the ideal.
 const TARGET_RATIO: f64 = 1.05;
 
+/// One cold start as the case saw it.
+struct ColdRun {
+    /// From the first shard's start to ready.
+    elapsed: Duration,
+    /// The emulator's violations: how many, and of which kinds.
+    violations: (usize, String),
+    /// The gaps between a bucket's Identifies as the emulator stamped them.
+    gaps: String,
+}
+
 /// Case 5.
 async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
     let window_ms = u64::try_from(settings.cold_window.as_millis())?;
@@ -906,8 +916,8 @@ async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
         ],
     );
     let mut failures = Vec::new();
-    // Every run of each driver: ready after, violations, gaps as stamped.
-    let mut runs: [Vec<(Duration, (usize, String), String)>; 2] = [Vec::new(), Vec::new()];
+    // Every run of each driver.
+    let mut runs: [Vec<ColdRun>; 2] = [Vec::new(), Vec::new()];
     for run in 0..settings.cold_runs.max(1) {
         for (slot, manager) in [true, false].into_iter().enumerate() {
             let mut emulator = Emulator::spawn(&args).await?;
@@ -958,16 +968,20 @@ async fn cold_start(settings: &Settings) -> anyhow::Result<Section> {
                     percent(TARGET_RATIO)
                 ));
             }
-            runs[slot].push((elapsed, violations, gaps));
+            runs[slot].push(ColdRun {
+                elapsed,
+                violations,
+                gaps,
+            });
         }
     }
     for (manager, runs) in [true, false].into_iter().zip(runs) {
-        let every: Vec<String> = runs
-            .iter()
-            .map(|(elapsed, ..)| stats::millis(*elapsed))
-            .collect();
-        let Some((elapsed, violations, gaps)) =
-            runs.into_iter().min_by_key(|(elapsed, ..)| *elapsed)
+        let every: Vec<String> = runs.iter().map(|run| stats::millis(run.elapsed)).collect();
+        let Some(ColdRun {
+            elapsed,
+            violations,
+            gaps,
+        }) = runs.into_iter().min_by_key(|run| run.elapsed)
         else {
             continue;
         };
