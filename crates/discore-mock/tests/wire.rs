@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 /// A client stops reading while the emulator floods it, but keeps sending
@@ -246,4 +246,58 @@ async fn large_plain_dispatch_arrives_fragmented() {
 #[actix_rt::test]
 async fn large_compressed_dispatch_arrives_fragmented() {
     large_dispatch_arrives_fragmented("v=10&encoding=json&compress=zlib-stream").await;
+}
+
+/// The send clock notes a dispatch when its connection hands it to the
+/// socket writer, with the session's shard and the dispatch's sequence, only
+/// while it is on; a take empties it.
+#[actix_rt::test]
+async fn the_send_clock_notes_each_dispatch_handed_to_the_socket() {
+    let mock = start(config()).await;
+    let mut client = common::connect_json(&mock.gateway_url()).await;
+    client.ready(1, Some([1, 2])).await;
+    mock.record_send_times(true);
+    let before = SystemTime::now();
+    let deliveries = mock.dispatch(
+        Some(&Target::Shard(1)),
+        "SEND_CLOCK_PROBE",
+        &json!({"n": 1}),
+    );
+    assert_eq!(deliveries.len(), 1, "one session of shard 1");
+    let probe = actix_rt::time::timeout(TIMEOUT, client.until_event("SEND_CLOCK_PROBE"))
+        .await
+        .expect("the probe arrives");
+    let sequence = probe["s"].as_u64().expect("a sequence");
+
+    let taken = mock.take_send_times();
+    assert_eq!(taken.lost, 0);
+    // Whatever else went out meanwhile (the guilds after READY) is noted
+    // too, each once, all of shard 1.
+    assert!(
+        taken.sent.iter().all(|sent| sent.shard == 1),
+        "{:?}",
+        taken.sent
+    );
+    let noted: Vec<_> = taken
+        .sent
+        .iter()
+        .filter(|sent| sent.sequence == sequence)
+        .collect();
+    assert_eq!(noted.len(), 1, "{:?}", taken.sent);
+    assert!(noted[0].at >= before);
+    assert!(mock.take_send_times().sent.is_empty(), "a take empties it");
+
+    mock.record_send_times(false);
+    mock.dispatch(
+        Some(&Target::Shard(1)),
+        "SEND_CLOCK_PROBE",
+        &json!({"n": 2}),
+    );
+    actix_rt::time::timeout(TIMEOUT, client.until_event("SEND_CLOCK_PROBE"))
+        .await
+        .expect("the second probe arrives");
+    assert!(
+        mock.take_send_times().sent.is_empty(),
+        "nothing noted while off"
+    );
 }
