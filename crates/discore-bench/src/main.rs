@@ -876,7 +876,7 @@ const TARGET_RATIO: f64 = 1.05;
 
 /// One cold start as the case saw it.
 struct ColdRun {
-    /// From the first shard's start to ready.
+    /// From the start of the fleet until it is ready, as the row defines.
     elapsed: Duration,
     /// The emulator's violations: how many, and of which kinds.
     violations: (usize, String),
