@@ -11,8 +11,10 @@ use crate::{
     emulator::{Emulator, TOKEN},
     stats,
 };
-use actix_http::ws::{Frame, Message, ProtocolError};
+use actix_codec::Framed;
+use actix_http::ws::{self, Frame, Message, ProtocolError};
 use anyhow::{Context as _, anyhow, bail};
+use awc::BoxedSocket;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, Stream, StreamExt as _};
 use std::time::{Duration, Instant};
@@ -68,14 +70,22 @@ where
     }
 }
 
-/// Connects, identifies, waits for the `guilds` GUILD_CREATEs, floods
-/// `events` MESSAGE_CREATEs and keeps every frame.
-pub async fn capture(
-    emulator: &mut Emulator,
+/// A connection past its setup, ready for a flood.
+pub struct Session {
+    /// The WebSocket.
+    pub socket: Framed<BoxedSocket, ws::Codec>,
+    /// The stream's decoder, past the setup frames.
+    pub decoder: StreamDecoder,
+    /// The setup frames as received.
+    pub setup: Vec<Bytes>,
+}
+
+/// Connects, identifies and waits for the `guilds` GUILD_CREATEs.
+pub async fn open_session(
+    emulator: &Emulator,
     codec: Codec,
-    events: u64,
     guilds: usize,
-) -> anyhow::Result<Capture> {
+) -> anyhow::Result<Session> {
     // The gateway URL is bare (ws://host:port), as Discord's is.
     let mut url = format!("{}/?v=10&encoding=json", emulator.gateway_url());
     if let Some(compress) = codec.query() {
@@ -107,6 +117,24 @@ pub async fn capture(
             bail!("no {guilds} GUILD_CREATEs in the first frames");
         }
     }
+    Ok(Session {
+        socket,
+        decoder,
+        setup,
+    })
+}
+
+/// Connects, identifies, waits for the `guilds` GUILD_CREATEs, floods
+/// `events` MESSAGE_CREATEs and keeps every frame.
+pub async fn capture(
+    emulator: &mut Emulator,
+    codec: Codec,
+    events: u64,
+    guilds: usize,
+) -> anyhow::Result<Capture> {
+    let Session {
+        mut socket, setup, ..
+    } = open_session(emulator, codec, guilds).await?;
     let started = Instant::now();
     emulator.send(&format!("flood {events}"))?;
     let mut flood = Vec::with_capacity(usize::try_from(events)?);

@@ -20,6 +20,7 @@ mod memory;
 mod metrics_cost;
 mod micro;
 mod report;
+mod socket_loop;
 mod stats;
 mod tally;
 mod twilight_side;
@@ -155,7 +156,7 @@ enum Cmd {
     /// `limit-discore` capture the stream first; profile them with
     /// `--toggle-collect='*limit::run_once*'`.
     Profile {
-        /// discore, twilight, limit or limit-discore.
+        /// discore, twilight, limit, limit-discore or socket-loop.
         #[arg(long, value_enum)]
         target: ProfileTarget,
         /// Transport compression.
@@ -181,6 +182,8 @@ enum ProfileTarget {
     Limit,
     /// The tight loop with discore's envelope scan and one-pass parse.
     LimitDiscore,
+    /// discore's parse in one task reading a live socket, no actors.
+    SocketLoop,
 }
 
 /// The sizes of every case.
@@ -383,6 +386,9 @@ async fn single_shard(
             "discore / twilight",
             "limit with discore's parser",
             "discore / that limit",
+            "socket loop (discore's parser)",
+            "discore / socket loop",
+            "socket loop / limit with discore's parser",
             "discore, event not subscribed",
             "emulator ceiling",
         ],
@@ -403,6 +409,8 @@ async fn single_shard(
             "twilight − limit",
             "limit with discore's parser",
             "discore − that limit",
+            "socket loop",
+            "discore − socket loop",
             "discore, event not subscribed",
         ],
     );
@@ -413,6 +421,7 @@ async fn single_shard(
         // again; the best of each counts.
         let mut limits = Vec::new();
         let mut own_limits = Vec::new();
+        let mut socket_loops = Vec::new();
         let mut discores = Vec::new();
         let mut unsubscribeds = Vec::new();
         let mut twilights = Vec::new();
@@ -421,6 +430,11 @@ async fn single_shard(
             progress(&format!("{}, round {round}", codec.label()));
             limits.push(limit::best(&capture, 1, limit::Parser::TwilightModel)?);
             own_limits.push(limit::best(&capture, 1, limit::Parser::Discore)?);
+            if settings.codecs.contains(&codec) {
+                socket_loops.push(
+                    socket_loop::run_once(&mut emulator, codec, settings.events, guilds).await?,
+                );
+            }
             if clients && settings.libs.has(Lib::Discore) {
                 discores.push(
                     discore_side::throughput(&mut emulator, codec, settings.events, 1).await?,
@@ -439,6 +453,7 @@ async fn single_shard(
         let best = |runs: &[Throughput]| (!runs.is_empty()).then(|| Throughput::best(runs));
         let limit = Throughput::best(&limits);
         let own_limit = Throughput::best(&own_limits);
+        let socket_loop = best(&socket_loops);
         let discore = best(&discores);
         let unsubscribed = best(&unsubscribeds);
         let twilight = best(&twilights);
@@ -459,6 +474,9 @@ async fn single_shard(
                 ratio(discore, twilight),
                 thousands(own_limit.rate),
                 ratio(discore, Some(own_limit)),
+                rate(socket_loop),
+                ratio(discore, socket_loop),
+                ratio(socket_loop, Some(own_limit)),
                 rate(unsubscribed),
                 thousands(capture.receive_rate),
             ]);
@@ -489,13 +507,18 @@ async fn single_shard(
                 over(twilight, limit),
                 us(Some(own_limit)),
                 over(discore, own_limit),
+                us(socket_loop),
+                socket_loop.map_or_else(
+                    || "n/a".to_owned(),
+                    |socket_loop| over(discore, socket_loop),
+                ),
                 us(unsubscribed),
             ]);
         }
         captures.push(capture);
     }
     table.note(format!(
-        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets: discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"limit\": serde_json into twilight-model in one pass (the reference); \"limit with discore's parser\": discore's envelope scan and one-pass parse in the same tight loop. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
+        "{} events per run, {} runs; ~{} bytes per MESSAGE_CREATE payload. Targets: discore ≥ twilight-gateway (aim 1.2×) and ≥ 85% of the limit, with and without zlib-stream. \"limit\": serde_json into twilight-model in one pass (the reference); \"limit with discore's parser\": discore's envelope scan and one-pass parse in the same tight loop. \"socket loop\": that parse in one task reading a live loopback socket (64 KiB reads, the same WebSocket codec), no actors: what taking events off a socket costs any client. \"emulator ceiling\": frames per second a receive-only client gets from the emulator (no inflate, no parse).",
         settings.events,
         settings.runs,
         captures
@@ -535,6 +558,10 @@ async fn profile(target: ProfileTarget, codec: Codec, events: u64) -> anyhow::Re
             let guilds = usize::try_from(EmulatorArgs::default().guilds)?;
             let capture = capture::capture(&mut emulator, codec, events, guilds).await?;
             limit::run_once(&capture, limit::Parser::Discore)?;
+        }
+        ProfileTarget::SocketLoop => {
+            let guilds = usize::try_from(EmulatorArgs::default().guilds)?;
+            socket_loop::run_once(&mut emulator, codec, events, guilds).await?;
         }
     }
     emulator.stop().await;
