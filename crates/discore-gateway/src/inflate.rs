@@ -2,9 +2,12 @@
 //! connection, output into a reused buffer, bounded by the inbound maximum so
 //! a decompression bomb is an error and never unbounded memory.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use flate2::{Decompress, FlushDecompress, Status};
-use std::{cell::Cell, fmt};
+use std::{
+    cell::{Cell, RefCell},
+    fmt,
+};
 use zstd::stream::raw::{Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
 
 /// Transport compression of a connection.
@@ -40,7 +43,15 @@ const INITIAL_OUTPUT: usize = 32 * 1024;
 /// a larger one (a huge GUILD_CREATE) is freed instead.
 const SPARE_OUTPUT_MAX: usize = 1024 * 1024;
 
+/// The size of a payload block: inflated payloads are copied into one,
+/// one after the other (see [`Inflater::push_shared`]).
+const PAYLOAD_BLOCK: usize = 64 * 1024;
+
 thread_local! {
+    /// What is left of the thread's current payload block. Its filled part
+    /// belongs to the payloads split off it; the block is freed when the
+    /// last of them is and this has moved on to a new one.
+    static PAYLOADS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     /// One output buffer per thread, shared by the connections inflating on
     /// it (an arbiter runs many shards on one thread, one message at a
     /// time), so an idle connection holds no output buffer.
@@ -187,11 +198,14 @@ impl Inflater {
 impl Inflater {
     /// As [`push`](Self::push), for a message in a shared buffer: returns
     /// the payload as a shared buffer too, so that slices of it (the data
-    /// of a dispatch) can outlive the call without a copy. An uncompressed
-    /// message is returned as it is; an inflated one takes the output
-    /// buffer along, trimmed to the payload so that whoever keeps a slice
-    /// does not keep the room the inflater grew. Hand the payload back with
-    /// [`reclaim`](Self::reclaim) once it has been read.
+    /// of a dispatch) can outlive the call. An uncompressed message is
+    /// returned as it is, not copied. An inflated one is copied out of the
+    /// output buffer, which stays for the next message, into the thread's
+    /// current payload block (64 KiB, filled one payload after the other
+    /// and replaced when full); a payload over a quarter of a block gets a
+    /// buffer of its own. So a connection under load allocates once per
+    /// block, not once per message, and whoever keeps a slice keeps that
+    /// block, as a slice of an uncompressed frame keeps its socket read.
     ///
     /// # Errors
     ///
@@ -200,29 +214,12 @@ impl Inflater {
         if !self.is_compressed() {
             return Ok(Some(message));
         }
-        if self.push(&message)?.is_none() {
+        let Some(payload) = self.push(&message)? else {
             return Ok(None);
-        }
-        let mut output = std::mem::take(&mut self.output);
-        self.last_len = output.len();
-        // Shrinking in place (the allocator splits the block, nothing
-        // moves), unless the room left is small already.
-        if output.capacity() - output.len() > output.len() / 8 {
-            output.shrink_to_fit();
-        }
-        Ok(Some(Bytes::from(output)))
-    }
-
-    /// Takes back the buffer of a payload [`push_shared`](Self::push_shared)
-    /// returned, when nothing else holds a slice of it, for the next
-    /// message; otherwise the holders keep it and it is freed with them.
-    pub fn reclaim(&mut self, payload: Bytes) {
-        if !self.is_compressed() || self.output.capacity() != 0 {
-            return;
-        }
-        if let Ok(buffer) = payload.try_into_mut() {
-            self.output = Vec::from(buffer);
-        }
+        };
+        let shared = PAYLOADS.with_borrow_mut(|payloads| share(payloads, payload));
+        self.last_len = shared.len();
+        Ok(Some(shared))
     }
 
     /// Hands the output buffer to the thread's spare slot once the payload
@@ -241,6 +238,19 @@ impl Inflater {
             output
         });
     }
+}
+
+/// `payload` copied into the thread's current block `payloads`, as a
+/// shared slice of it; a large one into a buffer of its own, exactly.
+fn share(payloads: &mut BytesMut, payload: &[u8]) -> Bytes {
+    if payload.len() > PAYLOAD_BLOCK / 4 {
+        return Bytes::copy_from_slice(payload);
+    }
+    if payloads.capacity() < payload.len() {
+        *payloads = BytesMut::with_capacity(PAYLOAD_BLOCK);
+    }
+    payloads.extend_from_slice(payload);
+    payloads.split().freeze()
 }
 
 /// Makes room in `output` for more inflated bytes, refusing to pass `max`.
@@ -523,12 +533,13 @@ mod tests {
         }
     }
 
-    /// A shared payload is the inflated message, in a buffer trimmed to
-    /// it; a plain one is the message itself, not a copy.
+    /// A shared payload is exactly the inflated message, whatever its
+    /// neighbours in the block do; small ones share blocks, a large one
+    /// gets its own buffer; a plain one is the message itself, not a copy.
     #[test]
-    fn shared_payloads_are_exact_and_reclaimed_when_unshared() {
-        let payloads: Vec<Vec<u8>> = (0..4)
-            .map(|i| format!(r#"{{"op":0,"s":{i},"d":"{}"}}"#, "w".repeat(i * 300)).into_bytes())
+    fn shared_payloads_are_exact_slices_of_blocks_and_large_ones_their_own() {
+        let payloads: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!(r#"{{"op":0,"s":{i},"d":"{}"}}"#, "w".repeat(i * 97)).into_bytes())
             .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         for (kind, frames) in [
@@ -536,23 +547,45 @@ mod tests {
             (Compression::ZstdStream, zstd_messages(&refs)),
         ] {
             let mut inflater = Inflater::new(kind, 1 << 20).expect("inflater");
-            let mut kept = Vec::new();
+            let (mut whole, mut thirds) = (Vec::new(), Vec::new());
             for (i, (frame, expected)) in frames.iter().zip(&payloads).enumerate() {
                 let payload = inflater
                     .push_shared(bytes::Bytes::copy_from_slice(frame))
                     .expect("inflates")
                     .expect("complete");
                 assert_eq!(&payload[..], &expected[..], "{kind:?}");
-                if i % 2 == 0 {
-                    kept.push(payload.slice(1..payload.len() - 1));
+                if i % 3 == 0 {
+                    thirds.push(payload.slice(1..payload.len() - 1));
                 }
-                inflater.reclaim(payload);
                 inflater.recycle();
+                whole.push(payload);
             }
-            for (slice, expected) in kept.iter().zip(payloads.iter().step_by(2)) {
-                assert_eq!(&slice[..], &expected[1..expected.len() - 1]);
+            // Later payloads, written after these into the same blocks,
+            // left them as they were.
+            for (kept, expected) in whole.iter().zip(&payloads) {
+                assert_eq!(&kept[..], &expected[..], "{kind:?}");
             }
+            for (slice, expected) in thirds.iter().zip(payloads.iter().step_by(3)) {
+                assert_eq!(&slice[..], &expected[1..expected.len() - 1], "{kind:?}");
+            }
+            // Neighbours in one block: the end of one is the start of the next.
+            assert_eq!(whole[1].as_ptr_range().end, whole[2].as_ptr(), "{kind:?}");
         }
+        let large = format!(
+            r#"{{"op":0,"d":"{}"}}"#,
+            "x".repeat(super::PAYLOAD_BLOCK / 2)
+        );
+        let mut inflater = Inflater::new(Compression::ZstdStream, 1 << 20).expect("inflater");
+        let frame = &zstd_messages(&[large.as_bytes()])[0];
+        let payload = inflater
+            .push_shared(bytes::Bytes::copy_from_slice(frame))
+            .expect("inflates")
+            .expect("complete");
+        assert_eq!(&payload[..], large.as_bytes());
+        assert!(
+            payload.try_into_mut().is_ok(),
+            "a large payload is the only holder of its buffer"
+        );
         let mut plain = Inflater::new(Compression::None, 1 << 10).expect("inflater");
         let message = bytes::Bytes::from_static(b"{}");
         let payload = plain.push_shared(message.clone()).expect("plain");

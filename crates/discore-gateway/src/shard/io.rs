@@ -455,9 +455,6 @@ impl Shard {
             Ok(Some(payload)) => {
                 self.stats.inflated_bytes += payload.len() as u64;
                 self.on_payload(&payload, ctx);
-                // Unless a delivered event kept a slice of it, the buffer
-                // serves the next message.
-                inflater.reclaim(payload);
             }
             Ok(None) => {}
             Err(error) => self.protocol_error(&ErrorChain(&error).to_string(), false, ctx),
