@@ -417,8 +417,8 @@ async fn single_shard(
     for codec in codecs {
         progress(&format!("capturing the {} flood", codec.label()));
         let capture = capture::capture(&mut emulator, codec, settings.events, guilds).await?;
-        // Interleaved rounds: the limits, discore, twilight-gateway, then
-        // again; the best of each counts.
+        // Interleaved rounds: the limits and the socket loop, discore,
+        // twilight-gateway, then again; the best of each counts.
         let mut limits = Vec::new();
         let mut own_limits = Vec::new();
         let mut socket_loops = Vec::new();

@@ -568,8 +568,15 @@ mod tests {
             for (slice, expected) in thirds.iter().zip(payloads.iter().step_by(3)) {
                 assert_eq!(&slice[..], &expected[1..expected.len() - 1], "{kind:?}");
             }
-            // Neighbours in one block: the end of one is the start of the next.
-            assert_eq!(whole[1].as_ptr_range().end, whole[2].as_ptr(), "{kind:?}");
+            // Neighbours in one block: the end of one is the start of the
+            // next. Payloads 1 to 3 fit in one block with room to spare, so
+            // at most one of the two pairs straddles a new block (the
+            // thread's block may be part full from an earlier test).
+            let follows = |a: &bytes::Bytes, b: &bytes::Bytes| a.as_ptr_range().end == b.as_ptr();
+            assert!(
+                follows(&whole[1], &whole[2]) || follows(&whole[2], &whole[3]),
+                "{kind:?}"
+            );
         }
         let large = format!(
             r#"{{"op":0,"d":"{}"}}"#,
