@@ -206,12 +206,11 @@ pub async fn unsubscribed_throughput(
             }
             actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
-        rates.push(Throughput {
-            rate: crate::stats::rate(events, started.elapsed()),
-            cpu_per_event: crate::stats::cpu_time().saturating_sub(cpu)
-                / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
-            emulator_cpu_per_event: Duration::ZERO,
-        });
+        rates.push(Throughput::client_only(
+            events,
+            started.elapsed(),
+            crate::stats::cpu_time().saturating_sub(cpu),
+        ));
         emulator.reply(Duration::from_secs(60)).await?;
     }
     shutdown(&[shard]).await;

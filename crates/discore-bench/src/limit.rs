@@ -92,12 +92,11 @@ pub fn run_once(capture: &Capture, parser: Parser) -> anyhow::Result<Throughput>
     let elapsed = started.elapsed();
     let cpu = stats::cpu_time().saturating_sub(cpu);
     black_box(content);
-    let events = capture.flood.len();
-    Ok(Throughput {
-        rate: stats::rate(events as u64, elapsed),
-        cpu_per_event: cpu / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
-        emulator_cpu_per_event: std::time::Duration::ZERO,
-    })
+    Ok(Throughput::client_only(
+        capture.flood.len() as u64,
+        elapsed,
+        cpu,
+    ))
 }
 
 /// The best of `runs` passes.

@@ -85,9 +85,5 @@ pub async fn run_once(
         .context("flood report")?;
     drop(io);
     emulator.settle(0, Duration::from_secs(5)).await?;
-    Ok(Throughput {
-        rate: stats::rate(events, elapsed),
-        cpu_per_event: cpu / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
-        emulator_cpu_per_event: Duration::ZERO,
-    })
+    Ok(Throughput::client_only(events, elapsed, cpu))
 }

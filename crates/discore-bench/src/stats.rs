@@ -37,6 +37,16 @@ pub struct Throughput {
 }
 
 impl Throughput {
+    /// One run of `events` that took `elapsed` and `cpu` of the client's
+    /// CPU time, with no emulator CPU measured.
+    pub fn client_only(events: u64, elapsed: Duration, cpu: Duration) -> Self {
+        Self {
+            rate: rate(events, elapsed),
+            cpu_per_event: cpu / u32::try_from(events.max(1)).unwrap_or(u32::MAX),
+            emulator_cpu_per_event: Duration::ZERO,
+        }
+    }
+
     /// Folds runs into their best.
     pub fn best(runs: &[Self]) -> Self {
         Self {
