@@ -107,8 +107,8 @@ pub struct FleetLatency {
     /// From the stamp each probe carries, read as the emulator built it, to
     /// the handler: includes the emulator's own queueing and compression.
     pub from_build: Vec<Duration>,
-    /// From the moment the emulator handed the probe's frame to its
-    /// socket writer to the handler.
+    /// From the moment the emulator's socket writer took the probe's frame
+    /// (in the turn in which it writes it) to the handler.
     pub from_send: Vec<Duration>,
 }
 

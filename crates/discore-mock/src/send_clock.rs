@@ -1,11 +1,13 @@
-//! When each dispatch was handed to its connection's socket writer, so that
-//! a latency measurement can start at the emulator's send instead of at the
-//! moment an event was made: what lies between (queueing in the session's
-//! outbox, the per-session compression) is the emulator's own time, which a
-//! bot talking to Discord never sees.
+//! When each dispatch was taken by its connection's socket writer (actix's
+//! HTTP/1 dispatcher, which writes what it takes to the socket in the same
+//! turn), so that a latency measurement can start at the emulator's send
+//! instead of at the moment an event was made: what lies between (queueing
+//! in the session's outbox, the per-session compression, the wait for the
+//! writer's turn on a busy worker) is the emulator's own time, which a bot
+//! talking to Discord never sees.
 //!
-//! Off until asked for; while on, each hand-over costs one clock read and
-//! one short lock.
+//! Off until asked for; while on, each frame with dispatches costs one
+//! clock read and one short lock.
 
 use std::{
     sync::{
@@ -19,14 +21,14 @@ use std::{
 /// as lost, so a clock left on stays bounded.
 pub const MAX_SEND_TIMES: usize = 10_000_000;
 
-/// One dispatch handed to a connection's socket writer.
+/// One dispatch taken by a connection's socket writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentDispatch {
     /// The shard id of the session it belongs to.
     pub shard: u32,
     /// Its sequence number in that session.
     pub sequence: u64,
-    /// The wall clock at the hand-over (`CLOCK_REALTIME`, which another
+    /// The wall clock when the writer took it (`CLOCK_REALTIME`, which another
     /// process on the same machine reads alike).
     pub at: SystemTime,
 }
@@ -34,9 +36,9 @@ pub struct SentDispatch {
 /// The send times noted since the last take.
 #[derive(Debug, Default)]
 pub struct SendTimes {
-    /// In the order of their hand-over.
+    /// In the order the writers took them.
     pub sent: Vec<SentDispatch>,
-    /// Hand-overs not noted because [`MAX_SEND_TIMES`] were waiting.
+    /// Dispatches not noted because [`MAX_SEND_TIMES`] were waiting.
     pub lost: u64,
 }
 
@@ -51,8 +53,8 @@ impl SendClock {
         self.on.store(on, Ordering::Release);
     }
 
-    /// Notes that the dispatches `first..=last` of `shard`'s session went
-    /// to the socket writer now.
+    /// Notes that the socket writer took the dispatches `first..=last` of
+    /// `shard`'s session now.
     pub(crate) fn note(&self, shard: u32, (first, last): (u64, u64)) {
         if !self.on.load(Ordering::Acquire) || first == 0 {
             return;

@@ -231,15 +231,16 @@ impl MockServer {
         state.observed.clone()
     }
 
-    /// Starts (or stops) noting when each dispatch is handed to its
-    /// connection's socket writer, for [`take_send_times`](Self::take_send_times).
+    /// Starts (or stops) noting when each dispatch is taken by its
+    /// connection's socket writer, in the turn in which the writer writes
+    /// it to the socket, for [`take_send_times`](Self::take_send_times).
     /// Off by default.
     pub fn record_send_times(&self, on: bool) {
         self.shared.send_clock.set(on);
     }
 
-    /// The send times noted since the last take, in the order of their
-    /// hand-over; empties the record.
+    /// The send times noted since the last take, in the order the writers
+    /// took them; empties the record.
     pub fn take_send_times(&self) -> SendTimes {
         self.shared.send_clock.take()
     }

@@ -248,8 +248,8 @@ async fn large_compressed_dispatch_arrives_fragmented() {
     large_dispatch_arrives_fragmented("v=10&encoding=json&compress=zlib-stream").await;
 }
 
-/// The send clock notes a dispatch when its connection hands it to the
-/// socket writer, with the session's shard and the dispatch's sequence, only
+/// The send clock notes a dispatch when its connection's socket writer
+/// takes it, with the session's shard and the dispatch's sequence, only
 /// while it is on; a take empties it.
 #[actix_rt::test]
 async fn the_send_clock_notes_each_dispatch_handed_to_the_socket() {

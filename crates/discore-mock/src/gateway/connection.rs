@@ -3,7 +3,11 @@
 //! it writes; the frame-level checks; and the hand-off of each payload to
 //! the handler of its opcode.
 
-use super::{flood::Flood, inbound::Quirks, socket::Incoming};
+use super::{
+    flood::Flood,
+    inbound::Quirks,
+    socket::{Incoming, Outbound},
+};
 use crate::{
     limits,
     observe::{ConnectionEnd, ConnectionId, Quirk, ReceivedPayload, ViolationKind},
@@ -74,7 +78,7 @@ pub(super) struct Connection {
     pub(super) version: u8,
     pub(super) encoder: Encoder,
     pub(super) incoming: Incoming,
-    pub(super) out_tx: mpsc::Sender<Bytes>,
+    pub(super) out_tx: mpsc::Sender<Outbound>,
     pub(super) abort: Arc<AtomicBool>,
     /// Encoded frames waiting for the socket, in chunks.
     pub(super) out_queue: VecDeque<Chunk>,
@@ -123,7 +127,7 @@ pub(super) struct Connection {
 enum Step {
     Frame(Option<Result<Frame, ProtocolError>>),
     Control(Option<Control>),
-    Permit(Result<mpsc::OwnedPermit<Bytes>, mpsc::error::SendError<()>>),
+    Permit(Result<mpsc::OwnedPermit<Outbound>, mpsc::error::SendError<()>>),
     Wake,
     Timer,
     /// Nothing else is ready and more is waiting to be encoded.
@@ -164,7 +168,11 @@ impl Connection {
                 // Echo the close, as RFC 6455 asks, then end.
                 let mut frame = BytesMut::new();
                 transport::close_frame(code.unwrap_or(1000), "", &mut frame);
-                let _ = tokio::time::timeout(CLOSE_WAIT, self.out_tx.send(frame.freeze())).await;
+                let close = Outbound {
+                    bytes: frame.freeze(),
+                    dispatches: None,
+                };
+                let _ = tokio::time::timeout(CLOSE_WAIT, self.out_tx.send(close)).await;
                 (ConnectionEnd::ClientClosed, code)
             }
             Exit::ClientDropped => (ConnectionEnd::ClientDropped, None),
@@ -200,17 +208,21 @@ impl Connection {
     }
 
     /// Records the dispatch sequences of a chunk handed to the writer, for
-    /// the connection and for its session (`(0, 0)`: a chunk without
-    /// dispatches).
-    fn record_written(&self, sequences: (u64, u64)) {
+    /// the connection and for its session, and makes it the writer's item,
+    /// which the send clock notes when the writer takes it.
+    fn hand_over(&self, chunk: Chunk) -> Outbound {
+        let sequences = chunk.sequences;
+        let mut dispatches = None;
         if sequences.1 > 0 {
             self.written.record(sequences);
             if let Some(session) = &self.session_written {
                 session.record(sequences);
             }
-            if let Some([shard, _]) = self.shard {
-                self.shared.send_clock.note(shard, sequences);
-            }
+            dispatches = self.shard.map(|[shard, _]| (shard, sequences));
+        }
+        Outbound {
+            bytes: chunk.bytes,
+            dispatches,
         }
     }
 
@@ -221,13 +233,15 @@ impl Connection {
         transport::close_frame(code, reason, &mut self.pending);
         self.seal(None);
         let deadline = Instant::now() + CLOSE_WAIT;
+        // Dispatches written ahead of the close frame reach the client: its
+        // session may resume from them.
         while let Some(chunk) = self.out_queue.pop_front() {
-            let sequences = chunk.sequences;
-            match tokio::time::timeout_at(deadline.into(), self.out_tx.send(chunk.bytes)).await {
-                // Dispatches written ahead of the close frame reach the
-                // client: its session may resume from them.
-                Ok(Ok(())) => self.record_written(sequences),
-                _ => return,
+            let outbound = self.hand_over(chunk);
+            if !matches!(
+                tokio::time::timeout_at(deadline.into(), self.out_tx.send(outbound)).await,
+                Ok(Ok(()))
+            ) {
+                return;
             }
         }
         if !wait_reply {
@@ -330,8 +344,7 @@ impl Connection {
                 Step::Permit(Ok(permit)) => {
                     if let Some(chunk) = self.out_queue.pop_front() {
                         self.out_bytes -= chunk.bytes.len();
-                        self.record_written(chunk.sequences);
-                        permit.send(chunk.bytes);
+                        permit.send(self.hand_over(chunk));
                     }
                     None
                 }
@@ -372,8 +385,7 @@ impl Connection {
                 return;
             };
             self.out_bytes -= chunk.bytes.len();
-            self.record_written(chunk.sequences);
-            permit.send(chunk.bytes);
+            permit.send(self.hand_over(chunk));
         }
     }
 

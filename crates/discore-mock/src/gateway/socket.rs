@@ -2,6 +2,7 @@
 //! response body that carries the emulator's frames (or aborts TCP), and
 //! the reader that decodes the client's frames from the request payload.
 
+use crate::state::Shared;
 use actix_http::ws::{Codec, Frame, ProtocolError};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
@@ -21,10 +22,25 @@ use tokio::sync::mpsc;
 #[error("connection aborted by the emulator")]
 pub(super) struct Aborted;
 
+/// Encoded frames on their way from the connection task to the socket.
+pub(super) struct Outbound {
+    pub(super) bytes: Bytes,
+    /// The session's shard and the first and last dispatch sequence in
+    /// `bytes`, for the send clock; `None` for frames without dispatches.
+    pub(super) dispatches: Option<(u32, (u64, u64))>,
+}
+
 /// The response body: frames from the connection task, or an abort.
+///
+/// actix's HTTP/1 dispatcher pulls the body in the same turn in which it
+/// writes to the socket, so the send clock notes a dispatch here, as the
+/// writer takes it: the time the frame spent between the connection task
+/// and the writer (both tasks on one worker, behind the other connections
+/// of a burst) is the emulator's own, as its compression is.
 pub(super) struct Outgoing {
-    pub(super) rx: mpsc::Receiver<Bytes>,
+    pub(super) rx: mpsc::Receiver<Outbound>,
     pub(super) abort: Arc<AtomicBool>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl Stream for Outgoing {
@@ -34,7 +50,14 @@ impl Stream for Outgoing {
         if self.abort.load(Ordering::Acquire) {
             return Poll::Ready(Some(Err(Aborted)));
         }
-        self.rx.poll_recv(cx).map(|frame| frame.map(Ok))
+        self.rx.poll_recv(cx).map(|outbound| {
+            outbound.map(|outbound| {
+                if let Some((shard, sequences)) = outbound.dispatches {
+                    self.shared.send_clock.note(shard, sequences);
+                }
+                Ok(outbound.bytes)
+            })
+        })
     }
 }
 

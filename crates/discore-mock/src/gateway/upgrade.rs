@@ -125,6 +125,7 @@ pub(crate) async fn upgrade(
     let body = actix_web::body::BodyStream::new(Outgoing {
         rx: out_rx,
         abort: Arc::clone(&abort),
+        shared: Arc::clone(&shared),
     });
     let response: HttpResponse = response.message_body(body.boxed())?.into();
 
