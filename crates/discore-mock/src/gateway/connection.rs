@@ -208,22 +208,35 @@ impl Connection {
     }
 
     /// Records the dispatch sequences of a chunk handed to the writer, for
-    /// the connection and for its session, and makes it the writer's item,
-    /// which the send clock notes when the writer takes it.
-    fn hand_over(&self, chunk: Chunk) -> Outbound {
-        let sequences = chunk.sequences;
-        let mut dispatches = None;
+    /// the connection and for its session (`(0, 0)`: a chunk without
+    /// dispatches).
+    fn record_written(&self, sequences: (u64, u64)) {
         if sequences.1 > 0 {
             self.written.record(sequences);
             if let Some(session) = &self.session_written {
                 session.record(sequences);
             }
-            dispatches = self.shard.map(|[shard, _]| (shard, sequences));
         }
+    }
+
+    /// A chunk as the writer's item, with what the send clock notes when
+    /// the writer takes it.
+    fn outbound(&self, chunk: Chunk) -> Outbound {
+        let sequences = chunk.sequences;
         Outbound {
             bytes: chunk.bytes,
-            dispatches,
+            dispatches: self
+                .shard
+                .filter(|_| sequences.1 > 0)
+                .map(|[shard, _]| (shard, sequences)),
         }
+    }
+
+    /// A chunk for a slot already reserved in the writer's channel (so its
+    /// send cannot fail): recorded as written, as the writer's item.
+    fn hand_over(&self, chunk: Chunk) -> Outbound {
+        self.record_written(chunk.sequences);
+        self.outbound(chunk)
     }
 
     /// Sends the close frame after everything queued, waits briefly for the
@@ -233,15 +246,14 @@ impl Connection {
         transport::close_frame(code, reason, &mut self.pending);
         self.seal(None);
         let deadline = Instant::now() + CLOSE_WAIT;
-        // Dispatches written ahead of the close frame reach the client: its
-        // session may resume from them.
         while let Some(chunk) = self.out_queue.pop_front() {
-            let outbound = self.hand_over(chunk);
-            if !matches!(
-                tokio::time::timeout_at(deadline.into(), self.out_tx.send(outbound)).await,
-                Ok(Ok(()))
-            ) {
-                return;
+            let sequences = chunk.sequences;
+            let outbound = self.outbound(chunk);
+            match tokio::time::timeout_at(deadline.into(), self.out_tx.send(outbound)).await {
+                // Dispatches written ahead of the close frame reach the
+                // client: its session may resume from them.
+                Ok(Ok(())) => self.record_written(sequences),
+                _ => return,
             }
         }
         if !wait_reply {
