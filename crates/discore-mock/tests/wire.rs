@@ -301,3 +301,73 @@ async fn the_send_clock_notes_each_dispatch_handed_to_the_socket() {
         "nothing noted while off"
     );
 }
+
+/// The send clock notes a dispatch when the socket writer takes it, not
+/// when the connection queues it for the writer: while the client reads
+/// nothing, the socket fills, the writer stops taking, and dispatches wait
+/// handed over (recorded as written) but not yet noted. Once the client
+/// reads again, every dispatch is noted, once.
+#[actix_rt::test]
+async fn the_send_clock_waits_for_the_writer_to_take_a_dispatch() {
+    // More than the kernel buffers of a loopback connection whose reader
+    // does not read (a sender's buffer grows to 4 MiB here) and the
+    // writer's own buffer hold together.
+    const PROBES: u64 = 160;
+    let mock = start(config()).await;
+    let mut client = common::connect_json(&mock.gateway_url()).await;
+    client.ready(1, Some([0, 1])).await;
+    mock.record_send_times(true);
+    let filler = "x".repeat(60 * 1024);
+    let mut sequences = Vec::new();
+    for n in 0..PROBES {
+        let deliveries = mock.dispatch(
+            Some(&Target::Shard(0)),
+            "SEND_CLOCK_PROBE",
+            &json!({"n": n, "filler": filler}),
+        );
+        assert_eq!(deliveries.len(), 1, "one session of shard 0");
+        sequences.push(deliveries[0].sequence);
+    }
+    let last_written = || {
+        mock.observed()
+            .connections
+            .iter()
+            .find(|c| c.is_open() && c.shard == Some([0, 1]))
+            .and_then(|c| c.last_sequence_written)
+            .unwrap_or(0)
+    };
+    let mut noted = Vec::new();
+    let mut waiting = None;
+    for _ in 0..500 {
+        noted.extend(mock.take_send_times().sent);
+        let written = last_written();
+        if noted.iter().all(|sent| sent.sequence < written) && written > 0 {
+            waiting = Some(written);
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waiting = waiting.expect("a dispatch handed to the writer but not taken within 5 s");
+    // It stays unnoted while the client still reads nothing: the writer
+    // has not taken it.
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    noted.extend(mock.take_send_times().sent);
+    assert!(
+        noted.iter().all(|sent| sent.sequence < waiting),
+        "dispatch {waiting} was noted before the writer could take it"
+    );
+
+    for _ in 0..PROBES {
+        actix_rt::time::timeout(TIMEOUT, client.until_event("SEND_CLOCK_PROBE"))
+            .await
+            .expect("every probe arrives once the client reads");
+    }
+    noted.extend(mock.take_send_times().sent);
+    let mut probes: Vec<u64> = noted
+        .iter()
+        .map(|sent| sent.sequence)
+        .filter(|sequence| sequences.contains(sequence))
+        .collect();
+    probes.sort_unstable();
+    assert_eq!(probes, sequences, "each probe noted once");
+}
